@@ -1,1 +1,19 @@
+//! Bare-metal test kernels that prove awk-paging on QEMU's real MMUs.
+//!
+//! Nothing here builds for the host: the kernels are `[[bin]]` targets with
+//! `required-features = ["kernel"]`, built by `cargo xtask` for `x86_64-unknown-none` and
+//! `aarch64-unknown-none`. The shared pieces are:
+//!
+//! - [`harness`]: the test list, the result protocol that xtask parses, failure messages without
+//!   an allocator.
+//! - `x86_64` / `aarch64`: boot code, console, exception handlers with fault recovery, and the way
+//!   each machine exits with a status code.
 #![no_std]
+
+pub mod harness;
+
+#[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
+pub mod x86_64;
+
+#[cfg(all(feature = "kernel", target_arch = "aarch64", target_os = "none"))]
+pub mod aarch64;
