@@ -1,2 +1,51 @@
+//! # awk-paging: the portable core
+//!
+//! Multi-architecture kernel paging. This crate holds everything that is the same on every
+//! architecture; `awk-paging-x86_64` and `awk-paging-aarch64` add descriptor encodings, barriers
+//! and MMU setup.
+//!
+//! - [`VirtAddr`], [`PhyAddr`], [`PageSize`]: typed addresses and page sizes.
+//! - [`Flags`] (seed API), [`Attrs`] (instance API), [`MemoryType`], [`Policy`]: what a mapping
+//!   grants, and which combinations are rejected.
+//! - [`MapError`], [`UnmapError`], [`ProtectError`], [`TranslateError`]: one error enum per
+//!   operation; an `Err` always means nothing changed.
+//! - [`FrameAllocator`], [`PhysMem`], [`Tlb`]: what a kernel plugs in (frames, access to
+//!   physical memory, TLB maintenance and SMP shootdown).
+//! - [`arch::Arch`]: what an architecture plugs in.
+//! - [`PageTable`]: the instance API — one object per address space, shared walker.
+//! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]).
+//! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
+//! - [`conformance`] (feature `conformance`): the checks every backend runs against itself, on
+//!   the host and on QEMU.
 #![no_std]
-//! placeholder
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod addr;
+pub mod arch;
+mod error;
+mod flags;
+mod frame;
+mod mapper;
+mod phys;
+mod size;
+mod table;
+mod tlb;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "std")]
+pub mod emu;
+
+pub use addr::{PhyAddr, VirtAddr};
+pub use error::{AddrError, MapError, ProtectError, TranslateError, UnmapError};
+pub use flags::{Attrs, Flags, FlagsError, MemoryType, Policy};
+pub use frame::{CountingFrames, FrameAllocator};
+pub use mapper::{ActiveTable, GlobalTable, InstanceOf, Mapper};
+pub use phys::{OffsetPhysMem, PhysMem};
+pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
+pub use table::{PageTable, Translation, Unmapped};
+pub use tlb::{Flush, NoTlb, Tlb};

@@ -1,0 +1,22 @@
+//! The host emulator (feature `std`): emulated physical memory, a TLB model and a reference
+//! descriptor format, so every page-table operation can be unit-tested on the host.
+//!
+//! - [`EmuMemory`]: an arena of 4 KiB frames at a configurable physical base. It is both the
+//!   [`PhysMem`](crate::PhysMem) (bounds-checked: an entry pointing outside the arena is an
+//!   [`InvalidPageTable`](crate::MapError::InvalidPageTable), not a wild pointer) and a
+//!   [`FrameAllocator`](crate::FrameAllocator) that counts what it hands out and takes back, so
+//!   tests detect leaks and double frees.
+//! - [`EmuTlb`]: caches every translation the emulated CPU performs until it is invalidated, so a
+//!   missing flush shows up as a stale translation.
+//! - [`EmuArch`]: a minimal descriptor format for testing the shared walker on its own.
+//! - [`EmuHarness`]: the conformance harness over all of the above, for any descriptor format.
+
+mod arch;
+mod harness;
+mod memory;
+mod tlb;
+
+pub use arch::EmuArch;
+pub use harness::{EmuHarness, EmuSpec};
+pub use memory::EmuMemory;
+pub use tlb::{CpuAccess, EmuTlb};

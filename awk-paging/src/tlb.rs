@@ -1,0 +1,177 @@
+//! TLB maintenance: the [`Tlb`] hook every page table calls, and the `#[must_use]` tokens that
+//! operations return.
+//!
+//! # Who flushes what
+//!
+//! - A new mapping (invalid → valid) needs no invalidation on either architecture: neither
+//!   x86 (Intel SDM Vol. 3A §4.10.2.3) nor Arm (Arm ARM D8.13, "translation faults are not
+//!   cached") keeps invalid entries in the TLB. It does need the table writes to be visible to the
+//!   hardware walker before the page is used — on AArch64 `dsb ishst; isb`. Its token's
+//!   [`Flush::flush`] does exactly that ([`Tlb::publish`]).
+//! - Removing a mapping or changing its address or attributes needs an invalidation of that page
+//!   ([`Tlb::flush_page`]); the token carries the address.
+//! - A page table never skips an invalidation it needs *internally* (break-before-make, freeing
+//!   tables): those happen inside the operation, through the same hook.
+//!
+//! The hook is also where SMP shootdown goes: a kernel's `Tlb` can send IPIs to the other CPUs
+//! running the address space (x86), or rely on broadcast `tlbi ...is` (AArch64).
+
+use crate::VirtAddr;
+
+/// TLB maintenance for one address space: the CPU's instructions on bare metal, the TLB model in
+/// the host emulator, or a kernel's shootdown logic.
+///
+/// ```
+/// use awk_paging::{Tlb, VirtAddr};
+/// use core::cell::Cell;
+///
+/// /// Counts flushes (a stand-in for a kernel's shootdown).
+/// struct Counting(Cell<u32>);
+/// impl Tlb for Counting {
+///     fn flush_page(&self, _va: VirtAddr) { self.0.set(self.0.get() + 1) }
+///     fn flush_all(&self) { self.0.set(self.0.get() + 100) }
+/// }
+/// let t = Counting(Cell::new(0));
+/// t.flush_page(VirtAddr::new(0x1000));
+/// t.publish(); // default: nothing to do
+/// assert_eq!(t.0.get(), 1);
+/// ```
+pub trait Tlb {
+    /// Invalidates every cached translation (at any level, including walk caches) for the page
+    /// containing `va`, after making prior table writes visible. Complete when it returns.
+    fn flush_page(&self, va: VirtAddr);
+
+    /// Invalidates every cached translation of this address space.
+    fn flush_all(&self);
+
+    /// Makes prior table writes visible to the hardware walker (AArch64: `dsb ishst; isb`).
+    /// Default: nothing (x86 walks are coherent with ordinary stores).
+    #[inline]
+    fn publish(&self) {}
+}
+
+impl<T: Tlb + ?Sized> Tlb for &T {
+    #[inline]
+    fn flush_page(&self, va: VirtAddr) {
+        (**self).flush_page(va)
+    }
+    #[inline]
+    fn flush_all(&self) {
+        (**self).flush_all()
+    }
+    #[inline]
+    fn publish(&self) {
+        (**self).publish()
+    }
+}
+
+/// A [`Tlb`] that does nothing: for tables that are not active anywhere yet (being built before
+/// the first switch to them) and for benchmarks that measure table edits alone.
+///
+/// ```
+/// use awk_paging::{NoTlb, Tlb, VirtAddr};
+/// NoTlb.flush_page(VirtAddr::new(0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoTlb;
+
+impl Tlb for NoTlb {
+    #[inline(always)]
+    fn flush_page(&self, _va: VirtAddr) {}
+    #[inline(always)]
+    fn flush_all(&self) {}
+}
+
+/// What a token still owes the TLB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owed {
+    /// Only make new entries visible (a fresh mapping).
+    Publish,
+    /// Invalidate the page at this address.
+    Page(VirtAddr),
+}
+
+/// The TLB work one single-page operation still owes. Call [`flush`](Self::flush), or
+/// [`ignore`](Self::ignore) when a later, wider flush covers it.
+///
+/// ```
+/// use awk_paging::{Flush, NoTlb, VirtAddr};
+/// let t = Flush::page(NoTlb, VirtAddr::new(0x1000));
+/// assert_eq!(t.va(), Some(VirtAddr::new(0x1000)));
+/// t.flush();
+/// ```
+#[must_use = "the TLB may still hold the old translation: call .flush(), or .ignore() if a later flush covers it"]
+#[derive(Debug)]
+pub struct Flush<T: Tlb> {
+    tlb: T,
+    owed: Owed,
+}
+
+impl<T: Tlb> Flush<T> {
+    /// A token owing an invalidation of the page at `va`.
+    ///
+    /// ```
+    /// let t = awk_paging::Flush::page(awk_paging::NoTlb, awk_paging::VirtAddr::new(0));
+    /// t.ignore();
+    /// ```
+    #[inline]
+    pub const fn page(tlb: T, va: VirtAddr) -> Self {
+        Flush {
+            tlb,
+            owed: Owed::Page(va),
+        }
+    }
+
+    /// A token owing only the publication of new entries (nothing was cached for them).
+    ///
+    /// ```
+    /// let t = awk_paging::Flush::publish(awk_paging::NoTlb);
+    /// assert_eq!(t.va(), None);
+    /// t.flush();
+    /// ```
+    #[inline]
+    pub const fn publish(tlb: T) -> Self {
+        Flush {
+            tlb,
+            owed: Owed::Publish,
+        }
+    }
+
+    /// The page this token invalidates, if it invalidates one.
+    ///
+    /// ```
+    /// let t = awk_paging::Flush::publish(awk_paging::NoTlb);
+    /// assert!(t.va().is_none());
+    /// t.ignore();
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn va(&self) -> Option<VirtAddr> {
+        match self.owed {
+            Owed::Page(va) => Some(va),
+            Owed::Publish => None,
+        }
+    }
+
+    /// Does the owed maintenance now.
+    ///
+    /// ```
+    /// awk_paging::Flush::page(awk_paging::NoTlb, awk_paging::VirtAddr::new(0)).flush();
+    /// ```
+    #[inline]
+    pub fn flush(self) {
+        match self.owed {
+            Owed::Publish => self.tlb.publish(),
+            Owed::Page(va) => self.tlb.flush_page(va),
+        }
+    }
+
+    /// Drops the token without flushing: the caller takes over (e.g. one
+    /// [`Tlb::flush_all`] after many operations).
+    ///
+    /// ```
+    /// awk_paging::Flush::page(awk_paging::NoTlb, awk_paging::VirtAddr::new(0)).ignore();
+    /// ```
+    #[inline]
+    pub fn ignore(self) {}
+}
