@@ -73,5 +73,8 @@ pub fn with_offset_page_table<F: FrameAllocator, T: Tlb + Clone, R>(
     // of `OffsetPhysMem` as accepted when `table` was built); `&mut table` gives exclusive
     // access for the lifetime of the borrow.
     let mut opt = unsafe { OffsetPageTable::new(&mut *l4, x86_64::VirtAddr::new(offset)) };
-    f(&mut opt)
+    let result = f(&mut opt);
+    // The x86_64 crate may have unlinked tables (e.g. `CleanUp`): drop our cached walk.
+    table.forget_cached_walks();
+    result
 }

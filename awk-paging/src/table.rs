@@ -3,6 +3,7 @@
 //!
 //! This is the instance API every backend shares; architecture crates only supply an [`Arch`].
 
+use core::cell::Cell;
 use core::ptr::NonNull;
 
 use crate::arch::{table_index, Arch, Entry};
@@ -73,6 +74,26 @@ pub struct PageTable<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> {
     tlb: T,
     root: PhyAddr,
     policy: Policy,
+    /// The last leaf (level-0) table a walk reached: `(va >> 21, first entry)`. Sequential
+    /// operations skip the upper levels. Cleared whenever a table could be unlinked or freed.
+    leaf_table: Cell<Option<(u64, NonNull<u64>)>>,
+}
+
+// SAFETY: the only non-`Send` field is the walk cache, whose pointer targets a table owned by
+// this value (moving the value moves that ownership along).
+unsafe impl<A, M, F, T> Send for PageTable<A, M, F, T>
+where
+    A: Arch + Send,
+    M: PhysMem + Send,
+    F: FrameAllocator + Send,
+    T: Tlb + Clone + Send,
+{
+}
+
+/// The tag of the leaf table covering `va` in the walk cache.
+#[inline(always)]
+const fn leaf_tag(va: VirtAddr) -> u64 {
+    va.as_u64() >> 21
 }
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
@@ -101,6 +122,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             tlb,
             root,
             policy: Policy::default(),
+            leaf_table: Cell::new(None),
         })
     }
 
@@ -130,7 +152,23 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             tlb,
             root,
             policy: Policy::default(),
+            leaf_table: Cell::new(None),
         }
+    }
+
+    /// Drops the cached walk. Call after the tables were edited by other means (e.g. another
+    /// crate's mapper freeing empty tables); every operation of this type keeps it valid itself.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{NoTlb, PageTable};
+    /// # let mem = EmuMemory::new(1);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// pt.forget_cached_walks();
+    /// ```
+    #[inline]
+    pub fn forget_cached_walks(&mut self) {
+        self.leaf_table.set(None);
     }
 
     /// The physical address of the root table (what goes into CR3 / TTBRn).
@@ -264,6 +302,21 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let target = size.level();
         let leaf = self.arch.leaf_entry(pa, target, attrs);
 
+        if target == 0 {
+            if let Some(slot) = self.cached_leaf_slot(va) {
+                // SAFETY: the cached table is live (cache invariant).
+                if self.arch.decode(unsafe { read_entry(slot) }, 0) != Entry::Invalid {
+                    return Err(MapError::AlreadyMapped);
+                }
+                // SAFETY: as above.
+                unsafe { write_entry(slot, leaf) };
+                if attrs.user {
+                    self.widen_path(va, target, attrs);
+                }
+                return Ok(Flush::publish(self.tlb.clone()));
+            }
+        }
+
         let mut level = self.arch.levels() - 1;
         let mut table = self.root;
         loop {
@@ -285,6 +338,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
                 Entry::Leaf(_) => return Err(MapError::AlreadyMapped),
                 Entry::Table(_) if level == target => return Err(MapError::HugePageConflict),
                 Entry::Table(next) => {
+                    if level == 1 {
+                        self.remember_leaf_table(va, next);
+                    }
                     table = next;
                     level -= 1;
                 }
@@ -412,6 +468,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     pub unsafe fn destroy(mut self) -> F {
         self.tlb.flush_all();
         let (root, top) = (self.root, self.arch.levels() - 1);
+        self.leaf_table.set(None);
         // SAFETY: caller guarantees the tables are unused; every table is freed exactly once
         // because a valid tree has no shared sub-tables.
         unsafe { self.free_table(root, top) };
@@ -428,10 +485,40 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         Some(unsafe { base.add(index) })
     }
 
+    /// The level-0 entry for `va` if the walk cache holds its table.
+    #[inline(always)]
+    fn cached_leaf_slot(&self, va: VirtAddr) -> Option<NonNull<u64>> {
+        match self.leaf_table.get() {
+            // SAFETY: index < 512 within a live table frame.
+            Some((tag, base)) if tag == leaf_tag(va) => {
+                Some(unsafe { base.add(table_index(va, 0)) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Records the leaf table covering `va`.
+    #[inline(always)]
+    fn remember_leaf_table(&self, va: VirtAddr, table: PhyAddr) {
+        if let Some(base) = self.mem.frame_ptr(table) {
+            self.leaf_table.set(Some((leaf_tag(va), base.cast())));
+        }
+    }
+
     /// Walks from the root to the first leaf or invalid entry on the way to `va`. `None` if a
     /// table cannot be reached.
     #[inline(always)]
     fn find(&self, va: VirtAddr) -> Option<Hit> {
+        if let Some(slot) = self.cached_leaf_slot(va) {
+            // SAFETY: the cached table is live (cache invariant).
+            let raw = unsafe { read_entry(slot) };
+            return Some(Hit {
+                level: 0,
+                slot,
+                raw,
+                entry: self.arch.decode(raw, 0),
+            });
+        }
         let mut level = self.arch.levels() - 1;
         let mut table = self.root;
         loop {
@@ -440,6 +527,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             let raw = unsafe { read_entry(slot) };
             match self.arch.decode(raw, level) {
                 Entry::Table(next) if level > 0 => {
+                    if level == 1 {
+                        self.remember_leaf_table(va, next);
+                    }
                     table = next;
                     level -= 1;
                 }
