@@ -11,9 +11,3 @@
 #![no_std]
 
 pub mod harness;
-
-#[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
-pub mod x86_64;
-
-#[cfg(all(feature = "kernel", target_arch = "aarch64", target_os = "none"))]
-pub mod aarch64;
