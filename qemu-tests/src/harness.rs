@@ -34,7 +34,10 @@ pub struct Failure {
 impl Failure {
     /// Formats a failure message; text past the buffer's capacity is cut.
     pub fn new(args: fmt::Arguments<'_>) -> Self {
-        let mut f = Failure { buf: [0; 192], len: 0 };
+        let mut f = Failure {
+            buf: [0; 192],
+            len: 0,
+        };
         let _ = f.write_fmt(args);
         f
     }
