@@ -1,1 +1,30 @@
+//! # awk-paging-aarch64
+//!
+//! The AArch64 backend of awk-paging: handwritten VMSAv8-64 stage-1 translation tables with the
+//! 4 KiB granule, driven by the shared walker of [`awk_paging::PageTable`].
+//!
+//! - [`descriptor`]: the descriptor fields as `tock-registers` bitfields.
+//! - [`mair`]: the one table of memory attributes (MAIR_EL1 indices) that both the descriptor
+//!   encoder and the MMU setup use.
+//! - [`A64`]: the translation regime (39- or 48-bit VA, TTBR0 or TTBR1 half, output size).
+//! - [`mmu`]: TCR_EL1 computation and, on the target, MMU enablement.
+//! - `TlbEl1` (on aarch64 only): `tlbi` maintenance with the barriers Arm requires.
+//! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table.
 #![no_std]
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod arch;
+pub mod descriptor;
+pub mod mair;
+mod mapper;
+pub mod mmu;
+mod tlb;
+
+pub use arch::{Half, VaSize, A64};
+pub use mapper::{AArch64, InitError, KernelTable};
+#[cfg(target_arch = "aarch64")]
+pub use tlb::TlbEl1;
+
+/// One AArch64 address space: the shared [`awk_paging::PageTable`] over VMSAv8-64 descriptors.
+pub type AArch64PageTable<M, F, T> = awk_paging::PageTable<A64, M, F, T>;

@@ -1,0 +1,93 @@
+//! VMSAv8-64 stage-1 descriptor fields, 4 KiB granule (Arm ARM D8.3 "Translation table
+//! descriptor formats").
+//!
+//! | bits | field | meaning here |
+//! |---|---|---|
+//! | 0 | VALID | |
+//! | 1 | TYPE | table (levels 0–2) / page (level 3) = 1; block (levels 1–2) = 0 |
+//! | 4:2 | AttrIndx | index into MAIR_EL1 ([`crate::mair`]) |
+//! | 7:6 | AP | AP\[2\] read-only, AP\[1\] EL0 access |
+//! | 9:8 | SH | shareability (inner shareable = 0b11) |
+//! | 10 | AF | access flag (always set: no access-flag faults) |
+//! | 11 | nG | not global (ASID-tagged) |
+//! | 47:12 | OA | output address |
+//! | 52 | Contiguous | hint for aligned runs of 16 entries |
+//! | 53 | PXN | privileged execute-never |
+//! | 54 | UXN | unprivileged execute-never |
+//! | 58:55 | SW | ignored by hardware, for software |
+//! | 63:59 | NSTable, APTable, UXNTable, PXNTable | table descriptors only; left 0 (no limits) |
+
+use tock_registers::register_bitfields;
+
+// The macro generates undocumented helper items (field constants, value enums' internals).
+#[allow(missing_docs)]
+mod fields {
+    use super::register_bitfields;
+    register_bitfields! {u64,
+        /// A stage-1 table, block or page descriptor.
+        pub DESCRIPTOR [
+            /// Valid.
+            VALID OFFSET(0) NUMBITS(1) [],
+            /// Table/page (1) or block (0).
+            TYPE OFFSET(1) NUMBITS(1) [
+                /// Block descriptor (levels 1 and 2).
+                Block = 0,
+                /// Table descriptor (levels 0–2) or page descriptor (level 3).
+                TableOrPage = 1
+            ],
+            /// MAIR_EL1 attribute index.
+            ATTR_INDX OFFSET(2) NUMBITS(3) [],
+            /// Non-secure.
+            NS OFFSET(5) NUMBITS(1) [],
+            /// Access permissions.
+            AP OFFSET(6) NUMBITS(2) [
+                /// EL1 read-write, EL0 none.
+                RwEl1 = 0b00,
+                /// EL1 and EL0 read-write.
+                RwEl1El0 = 0b01,
+                /// EL1 read-only, EL0 none.
+                RoEl1 = 0b10,
+                /// EL1 and EL0 read-only.
+                RoEl1El0 = 0b11
+            ],
+            /// Shareability.
+            SH OFFSET(8) NUMBITS(2) [
+                /// Non-shareable.
+                NonShareable = 0b00,
+                /// Outer shareable.
+                OuterShareable = 0b10,
+                /// Inner shareable.
+                InnerShareable = 0b11
+            ],
+            /// Access flag.
+            AF OFFSET(10) NUMBITS(1) [],
+            /// Not global.
+            NG OFFSET(11) NUMBITS(1) [],
+            /// Output address bits 47:12.
+            OUTPUT_ADDR OFFSET(12) NUMBITS(36) [],
+            /// Contiguous hint.
+            CONTIGUOUS OFFSET(52) NUMBITS(1) [],
+            /// Privileged execute-never.
+            PXN OFFSET(53) NUMBITS(1) [],
+            /// Unprivileged execute-never.
+            UXN OFFSET(54) NUMBITS(1) [],
+            /// Software bits.
+            SW OFFSET(55) NUMBITS(4) [],
+            /// Table: privileged execute-never below.
+            PXN_TABLE OFFSET(59) NUMBITS(1) [],
+            /// Table: unprivileged execute-never below.
+            UXN_TABLE OFFSET(60) NUMBITS(1) [],
+            /// Table: access-permission limits below.
+            AP_TABLE OFFSET(61) NUMBITS(2) [],
+            /// Table: non-secure below.
+            NS_TABLE OFFSET(63) NUMBITS(1) []
+        ]
+    }
+}
+pub use fields::DESCRIPTOR;
+
+/// A descriptor value read or built through the bitfields.
+pub type Descriptor = tock_registers::LocalRegisterCopy<u64, DESCRIPTOR::Register>;
+
+/// Mask of the output-address field (bits 47:12).
+pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;

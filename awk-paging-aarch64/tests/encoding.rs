@@ -1,0 +1,287 @@
+//! The AArch64 descriptor encoding against bit patterns written out from the Arm ARM field
+//! definitions (D8.3): bits[1:0] 0b11 page / 0b01 block, AttrIndx[4:2], AP[7:6] (AP[2] = bit 7
+//! read-only, AP[1] = bit 6 EL0), SH[9:8] = 0b11 inner shareable, AF bit 10, nG bit 11,
+//! PXN bit 53, UXN bit 54; MAIR indices 0 WB, 1 WT, 2 NC, 3 Device-nGnRE.
+//!
+//! Entries are read back from emulated memory by an independent raw walk written here.
+
+use awk_paging::arch::{Arch, Entry};
+use awk_paging::emu::EmuMemory;
+use awk_paging::{
+    Attrs, Flags, FlagsError, MapError, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr,
+};
+use awk_paging_aarch64::{mair, mmu, Half, VaSize, A64};
+
+const PAGE: u64 = 0b11;
+const BLOCK: u64 = 0b01;
+const WT: u64 = 1 << 2;
+const NC: u64 = 2 << 2;
+const DEV: u64 = 3 << 2;
+const EL0: u64 = 1 << 6;
+const RO: u64 = 1 << 7;
+const SH_INNER: u64 = 0b11 << 8;
+const AF: u64 = 1 << 10;
+const NG: u64 = 1 << 11;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+/// Every kernel page: valid page, inner shareable, AF, non-global.
+const K: u64 = PAGE | SH_INNER | AF | NG;
+
+const WX: Result<u64, FlagsError> = Err(FlagsError::WritableAndExecutable);
+const DX: Result<u64, FlagsError> = Err(FlagsError::ExecutableDevice);
+
+/// Index = execute | write << 1 | cache << 2 | write_through << 3 | device << 4.
+const TABLE: [Result<u64, FlagsError>; 32] = [
+    Ok(K | NC | RO | PXN | UXN),  // 0: uncached RO
+    Ok(K | NC | RO | UXN),        // 1: uncached RX (kernel: never EL0-executable)
+    Ok(K | NC | PXN | UXN),       // 2: uncached RW
+    WX,                           // 3
+    Ok(K | RO | PXN | UXN),       // 4: WB RO
+    Ok(K | RO | UXN),             // 5: WB RX
+    Ok(K | PXN | UXN),            // 6: WB RW
+    WX,                           // 7
+    Ok(K | NC | RO | PXN | UXN),  // 8: write_through without cache = uncached
+    Ok(K | NC | RO | UXN),        // 9
+    Ok(K | NC | PXN | UXN),       // 10
+    WX,                           // 11
+    Ok(K | WT | RO | PXN | UXN),  // 12: WT RO
+    Ok(K | WT | RO | UXN),        // 13: WT RX
+    Ok(K | WT | PXN | UXN),       // 14: WT RW
+    WX,                           // 15
+    Ok(K | DEV | RO | PXN | UXN), // 16: device RO
+    DX,                           // 17
+    Ok(K | DEV | PXN | UXN),      // 18: device RW
+    DX,                           // 19
+    Ok(K | DEV | RO | PXN | UXN), // 20: device ignores cache
+    DX,                           // 21
+    Ok(K | DEV | PXN | UXN),      // 22
+    DX,                           // 23
+    Ok(K | DEV | RO | PXN | UXN), // 24: device ignores write_through
+    DX,                           // 25
+    Ok(K | DEV | PXN | UXN),      // 26
+    DX,                           // 27
+    Ok(K | DEV | RO | PXN | UXN), // 28
+    DX,                           // 29
+    Ok(K | DEV | PXN | UXN),      // 30
+    DX,                           // 31
+];
+
+fn flags_of(i: usize) -> Flags {
+    Flags {
+        execute: i & 1 != 0,
+        write: i & 2 != 0,
+        cache: i & 4 != 0,
+        write_through: i & 8 != 0,
+        device: i & 16 != 0,
+    }
+}
+
+/// An independent raw walk: returns the descriptor that maps `va` and its level (0 = L3).
+fn raw_walk(mem: &EmuMemory, root: PhyAddr, va: u64, levels: u8) -> Option<(u64, u8)> {
+    let mut table = root.as_u64();
+    for level in (0..levels).rev() {
+        let index = (va >> (12 + 9 * u32::from(level))) & 0x1ff;
+        let d = mem.read_u64(PhyAddr::new(table + index * 8))?;
+        match (d & 0b11, level) {
+            (0b11, 0) | (0b01, 1 | 2) => return Some((d, level)),
+            (0b11, _) => table = d & 0x0000_ffff_ffff_f000,
+            _ => return None,
+        }
+    }
+    None
+}
+
+#[test]
+fn all_32_flag_combinations_encode_as_the_arm_arm_says() {
+    let mem = EmuMemory::new(64);
+    let regime = A64::default();
+    let mut pt = PageTable::new(regime, &mem, &mem, NoTlb).unwrap();
+    for (i, expected) in TABLE.iter().enumerate() {
+        let flags = flags_of(i);
+        let va = 0x0000_1000_0000_0000 + i as u64 * 0x1000;
+        let pa = 0x4000_0000 + i as u64 * 0x1000;
+        let got = unsafe { pt.map(VirtAddr::new(va), PhyAddr::new(pa), PageSize::Size4K, flags) }
+            .map(|f| f.flush());
+        match expected {
+            Ok(bits) => {
+                assert_eq!(got, Ok(()), "row {i}: {flags:?}");
+                let (d, level) = raw_walk(&mem, pt.root(), va, 4).expect("mapped");
+                assert_eq!(
+                    (d, level),
+                    (bits | pa, 0),
+                    "row {i}: {flags:?}: {d:#x} != {:#x}",
+                    bits | pa
+                );
+                assert_eq!(
+                    pt.translate(VirtAddr::new(va)).unwrap().attrs.flags,
+                    flags.canonical(),
+                    "row {i}"
+                );
+            }
+            Err(e) => assert_eq!(got, Err(MapError::InvalidFlags(*e)), "row {i}"),
+        }
+    }
+}
+
+#[test]
+fn user_global_and_block_descriptors() {
+    let mem = EmuMemory::new(64);
+    let mut pt = PageTable::new(A64::default(), &mem, &mem, NoTlb).unwrap();
+    let user_rw = Attrs {
+        user: true,
+        ..Flags::RW.into()
+    };
+    let user_rx = Attrs {
+        user: true,
+        ..Flags::RX.into()
+    };
+    let global_ro = Attrs {
+        global: true,
+        ..Flags::RO.into()
+    };
+    let cases: [(u64, PageSize, Attrs, u64, u8); 5] = [
+        // EL0 read-write data: AP = 0b01, never executable anywhere.
+        (
+            0x1000_0000,
+            PageSize::Size4K,
+            user_rw,
+            PAGE | EL0 | SH_INNER | AF | NG | PXN | UXN,
+            0,
+        ),
+        // EL0 code: executable at EL0 only (PXN set, UXN clear), read-only for both.
+        (
+            0x1000_1000,
+            PageSize::Size4K,
+            user_rx,
+            PAGE | EL0 | RO | SH_INNER | AF | NG | PXN,
+            0,
+        ),
+        // Global kernel data: nG clear.
+        (
+            0x1000_2000,
+            PageSize::Size4K,
+            global_ro,
+            PAGE | RO | SH_INNER | AF | PXN | UXN,
+            0,
+        ),
+        // 2 MiB block at Arm level 2, 1 GiB block at Arm level 1.
+        (
+            0x1020_0000,
+            PageSize::Size2M,
+            Flags::RW.into(),
+            BLOCK | SH_INNER | AF | NG | PXN | UXN,
+            1,
+        ),
+        (
+            0x4000_0000,
+            PageSize::Size1G,
+            Flags::DEVICE.into(),
+            BLOCK | DEV | SH_INNER | AF | NG | PXN | UXN,
+            2,
+        ),
+    ];
+    for (va, size, attrs, bits, level) in cases {
+        let pa = 0x8000_0000 + size.bytes();
+        unsafe { pt.map(VirtAddr::new(va), PhyAddr::new(pa), size, attrs) }
+            .unwrap()
+            .flush();
+        assert_eq!(
+            raw_walk(&mem, pt.root(), va, 4),
+            Some((bits | pa, level)),
+            "{attrs:?} {size}"
+        );
+        let t = pt.translate(VirtAddr::new(va)).unwrap();
+        assert_eq!((t.size, t.attrs), (size, attrs.canonical()));
+    }
+}
+
+#[test]
+fn reserved_encodings_decode_as_invalid() {
+    let r = A64::default();
+    // bits[1:0] = 0b01 is reserved at Arm level 3 (our 0) and level 0 (our 3).
+    assert_eq!(r.decode(0x4000_0000 | BLOCK, 0), Entry::Invalid);
+    assert_eq!(r.decode(0x4000_0000 | BLOCK, 3), Entry::Invalid);
+    assert_eq!(r.decode(0x4000_0000 | 0b10, 1), Entry::Invalid);
+    assert_eq!(
+        r.decode(0x4000_0000 | BLOCK, 1),
+        Entry::Leaf(PhyAddr::new(0x4000_0000))
+    );
+    assert_eq!(
+        r.decode(0x4000_1000 | PAGE, 2),
+        Entry::Table(PhyAddr::new(0x4000_1000))
+    );
+    // Block output addresses ignore the bits below the block size.
+    assert_eq!(
+        r.decode(0x4020_1000 | BLOCK, 1),
+        Entry::Leaf(PhyAddr::new(0x4020_0000))
+    );
+}
+
+#[test]
+fn break_before_make_only_when_the_arm_arm_requires_it() {
+    let r = A64::default();
+    let pa = PhyAddr::new(0x4000_0000);
+    let rw = r.leaf_entry(pa, 0, Flags::RW.into());
+    let ro = r.leaf_entry(pa, 0, Flags::RO.into());
+    let dev = r.leaf_entry(pa, 0, Flags::DEVICE.into());
+    let moved = r.leaf_entry(PhyAddr::new(0x4000_1000), 0, Flags::RW.into());
+    let global = r.leaf_entry(
+        pa,
+        0,
+        Attrs {
+            global: true,
+            ..Flags::RW.into()
+        },
+    );
+    assert!(!r.needs_break_before_make(rw, ro, 0), "permission change");
+    assert!(r.needs_break_before_make(rw, dev, 0), "memory type change");
+    assert!(
+        r.needs_break_before_make(rw, moved, 0),
+        "output address change"
+    );
+    assert!(r.needs_break_before_make(rw, global, 0), "nG change");
+}
+
+#[test]
+fn mair_value_byte_by_byte() {
+    let bytes = mair::MAIR_EL1.to_le_bytes();
+    assert_eq!(
+        bytes[0], 0xff,
+        "Attr0: Normal inner/outer write-back non-transient RW-allocate"
+    );
+    assert_eq!(
+        bytes[1], 0xaa,
+        "Attr1: Normal inner/outer write-through non-transient R-allocate"
+    );
+    assert_eq!(bytes[2], 0x44, "Attr2: Normal inner/outer non-cacheable");
+    assert_eq!(bytes[3], 0x04, "Attr3: Device-nGnRE");
+    assert_eq!(bytes[4], 0x00, "Attr4: Device-nGnRnE");
+    assert_eq!(&bytes[5..], &[0, 0, 0], "unused attributes");
+}
+
+#[test]
+fn tcr_values_for_both_va_sizes() {
+    // T0SZ[5:0], IRGN0[9:8]=01, ORGN0[11:10]=01, SH0[13:12]=11, TG0[15:14]=00,
+    // T1SZ[21:16], EPD1[23], IRGN1[25:24]=01, ORGN1[27:26]=01, SH1[29:28]=11, TG1[31:30]=10,
+    // IPS[34:32].
+    let common =
+        (1 << 8) | (1 << 10) | (3 << 12) | (1 << 24) | (1 << 26) | (3 << 28) | (2u64 << 30);
+    assert_eq!(
+        mmu::tcr_el1(VaSize::Bits48, 0b0101, false),
+        common | 16 | (16 << 16) | (1 << 23) | (5u64 << 32)
+    );
+    assert_eq!(
+        mmu::tcr_el1(VaSize::Bits39, 0b0010, false),
+        common | 25 | (25 << 16) | (1 << 23) | (2u64 << 32)
+    );
+    assert_eq!(
+        mmu::tcr_el1(VaSize::Bits39, 0b0010, true),
+        common | 25 | (25 << 16) | (2u64 << 32)
+    );
+    // A 52-bit PARange is capped at 48 bits: this descriptor layout has no FEAT_LPA2 fields.
+    assert_eq!(
+        mmu::tcr_el1(VaSize::Bits48, 0b0110, false) >> 32 & 0b111,
+        0b101
+    );
+    assert_eq!(Half::Lower, A64::default().half());
+}
