@@ -3,7 +3,7 @@
 use awk_paging::arch::{Arch, Entry};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
 
-use crate::descriptor::{Descriptor, DESCRIPTOR as D, OA_MASK};
+use crate::descriptor::{bits as b, OA_MASK};
 use crate::mair;
 
 /// Virtual address size (TnSZ = 64 − bits).
@@ -117,7 +117,7 @@ impl A64 {
 
     /// Fields that, when they change on a valid leaf, need break-before-make: output address,
     /// memory attributes, shareability and nG (Arm ARM D8.16.1).
-    const BBM_FIELDS: u64 = OA_MASK | (0b111 << 2) | (0b11 << 8) | (1 << 11);
+    const BBM_FIELDS: u64 = OA_MASK | b::ATTR_INDX_MASK | b::SH_MASK | b::NG;
 }
 
 // SAFETY: `decode` masks output addresses to bits 47:12 (below 2^48 >= 2^pa_bits for addresses
@@ -173,55 +173,55 @@ unsafe impl Arch for A64 {
     #[inline(always)]
     fn table_entry(&self, table: PhyAddr, _attrs: Attrs) -> u64 {
         // No APTable/XNTable limits: the leaf decides.
-        (D::VALID::SET + D::TYPE::TableOrPage).value | (table.as_u64() & OA_MASK)
+        b::VALID | b::TABLE_OR_PAGE | (table.as_u64() & OA_MASK)
     }
 
     #[inline(always)]
     fn leaf_entry(&self, pa: PhyAddr, level: u8, attrs: Attrs) -> u64 {
         let f = attrs.flags;
         let mt = f.memory_type();
-        let ap = match (f.write, attrs.user) {
-            (true, false) => D::AP::RwEl1,
-            (true, true) => D::AP::RwEl1El0,
-            (false, false) => D::AP::RoEl1,
-            (false, true) => D::AP::RoEl1El0,
-        };
         let exec = f.execute && mt != MemoryType::Device;
+        let mut d = b::VALID
+            | b::AF
+            | b::SH_INNER
+            | (u64::from(mair::index_of(mt)) << b::ATTR_INDX_SHIFT)
+            | (pa.as_u64() & OA_MASK);
+        if level == 0 {
+            d |= b::TABLE_OR_PAGE; // page; blocks keep TYPE = 0
+        }
+        if !f.write {
+            d |= b::AP_RO;
+        }
+        if attrs.user {
+            d |= b::AP_EL0;
+        }
+        if !attrs.global {
+            d |= b::NG;
+        }
         // Kernel pages never run at EL0; user pages never run at EL1.
-        let uxn = !(exec && attrs.user);
-        let pxn = !exec || attrs.user;
-        let kind = if level == 0 {
-            D::TYPE::TableOrPage
-        } else {
-            D::TYPE::Block
-        };
-        let fields = D::VALID::SET
-            + kind
-            + D::ATTR_INDX.val(u64::from(mair::index_of(mt)))
-            + ap
-            + D::SH::InnerShareable
-            + D::AF::SET
-            + D::NG.val(u64::from(!attrs.global))
-            + D::PXN.val(u64::from(pxn))
-            + D::UXN.val(u64::from(uxn));
-        fields.value | (pa.as_u64() & OA_MASK)
+        if !(exec && attrs.user) {
+            d |= b::UXN;
+        }
+        if !exec || attrs.user {
+            d |= b::PXN;
+        }
+        d
     }
 
-    #[inline]
+    #[inline(always)]
     fn leaf_attrs(&self, raw: u64, _level: u8) -> Attrs {
-        let d = Descriptor::new(raw);
-        let mt = mair::memory_type(d.read(D::ATTR_INDX) as u8).unwrap_or(MemoryType::Device);
-        let ap = d.read(D::AP);
-        let (write, user) = (ap & 0b10 == 0, ap & 0b01 != 0);
+        let index = ((raw & b::ATTR_INDX_MASK) >> b::ATTR_INDX_SHIFT) as u8;
+        let mt = mair::memory_type(index).unwrap_or(MemoryType::Device);
+        let (write, user) = (raw & b::AP_RO == 0, raw & b::AP_EL0 != 0);
         let execute = if user {
-            !d.is_set(D::UXN)
+            raw & b::UXN == 0
         } else {
-            !d.is_set(D::PXN)
+            raw & b::PXN == 0
         };
         Attrs {
             flags: mt.with_permissions(write, execute),
             user,
-            global: !d.is_set(D::NG),
+            global: raw & b::NG == 0,
         }
     }
 

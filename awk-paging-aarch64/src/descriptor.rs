@@ -91,3 +91,34 @@ pub type Descriptor = tock_registers::LocalRegisterCopy<u64, DESCRIPTOR::Registe
 
 /// Mask of the output-address field (bits 47:12).
 pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// Single-bit masks taken from the bitfield definitions above (so those stay the one source of
+/// truth) for the encoder's hot path, where plain constants fold better than field arithmetic.
+pub mod bits {
+    use super::DESCRIPTOR as D;
+
+    /// VALID.
+    pub const VALID: u64 = D::VALID::SET.value;
+    /// TYPE = table/page.
+    pub const TABLE_OR_PAGE: u64 = D::TYPE::TableOrPage.value;
+    /// AttrIndx field shift.
+    pub const ATTR_INDX_SHIFT: usize = D::ATTR_INDX.shift;
+    /// AttrIndx field mask (in place).
+    pub const ATTR_INDX_MASK: u64 = D::ATTR_INDX.mask << D::ATTR_INDX.shift;
+    /// AP\[1\]: EL0 access.
+    pub const AP_EL0: u64 = D::AP::RwEl1El0.value;
+    /// AP\[2\]: read-only.
+    pub const AP_RO: u64 = D::AP::RoEl1.value;
+    /// SH = inner shareable.
+    pub const SH_INNER: u64 = D::SH::InnerShareable.value;
+    /// SH field mask.
+    pub const SH_MASK: u64 = D::SH.mask << D::SH.shift;
+    /// Access flag.
+    pub const AF: u64 = D::AF::SET.value;
+    /// Not global.
+    pub const NG: u64 = D::NG::SET.value;
+    /// Privileged execute-never.
+    pub const PXN: u64 = D::PXN::SET.value;
+    /// Unprivileged execute-never.
+    pub const UXN: u64 = D::UXN::SET.value;
+}
