@@ -39,3 +39,8 @@ pub use tlb::Invlpg;
 
 /// One x86_64 address space: the shared [`awk_paging::PageTable`] over the x86 format.
 pub type X86PageTable<M, F, T> = awk_paging::PageTable<X86_64, M, F, T>;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
