@@ -315,7 +315,8 @@ pub fn ensure_qemu() -> Result<(), String> {
         return Err(format!("QEMU is missing; {how}"));
     }
     // The preinstalled qemu-utils comes from bookworm-backports; the system emulators must come
-    // from there too, from the mirror this machine is already configured for.
+    // from there too, from the mirror this machine is already configured for. The extra list is
+    // added beside the configured sources (their dependencies come from the main suite).
     let text = std::fs::read_to_string(sources).map_err(|e| e.to_string())?;
     let uri = text
         .lines()
@@ -326,16 +327,13 @@ pub fn ensure_qemu() -> Result<(), String> {
     std::fs::write(&list, format!("deb {uri} bookworm-backports main\n"))
         .map_err(|e| e.to_string())?;
     let opt = format!("Dir::Etc::sourcelist={}", list.display());
-    let update =
-        run(Command::new("apt-get").args(["-o", &opt, "-o", "Dir::Etc::sourceparts=-", "update"]));
+    let update = run(Command::new("apt-get").args(["-o", &opt, "update"]));
     let install = update
         && run(Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args([
                 "-o",
                 &opt,
-                "-o",
-                "Dir::Etc::sourceparts=-",
                 "install",
                 "-y",
                 "--no-install-recommends",
