@@ -6,60 +6,14 @@
 //! Every accepted entry is also read back through the `x86_64` crate's own walker.
 
 use awk_paging::emu::EmuMemory;
-use awk_paging::{
-    Attrs, Flags, FlagsError, MapError, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr,
-};
+use awk_paging::{Attrs, Flags, MapError, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
 use awk_paging_x86_64::{with_offset_page_table, X86_64};
 use x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
 use x86_64::structures::paging::Translate;
 
-const P: u64 = 1 << 0;
-const RW: u64 = 1 << 1;
-const US: u64 = 1 << 2;
-const PWT: u64 = 1 << 3;
-const PCD: u64 = 1 << 4;
-const PS: u64 = 1 << 7;
-const G: u64 = 1 << 8;
-const XD: u64 = 1 << 63;
-
-const WX: Result<u64, FlagsError> = Err(FlagsError::WritableAndExecutable);
-const DX: Result<u64, FlagsError> = Err(FlagsError::ExecutableDevice);
-
-/// Index = execute | write << 1 | cache << 2 | write_through << 3 | device << 4.
-const TABLE: [Result<u64, FlagsError>; 32] = [
-    Ok(P | PCD | XD),            // 0: uncached RO
-    Ok(P | PCD),                 // 1: uncached RX
-    Ok(P | RW | PCD | XD),       // 2: uncached RW
-    WX,                          // 3
-    Ok(P | XD),                  // 4: WB RO
-    Ok(P),                       // 5: WB RX
-    Ok(P | RW | XD),             // 6: WB RW
-    WX,                          // 7
-    Ok(P | PCD | XD),            // 8: write_through without cache = uncached
-    Ok(P | PCD),                 // 9
-    Ok(P | RW | PCD | XD),       // 10
-    WX,                          // 11
-    Ok(P | PWT | XD),            // 12: WT RO
-    Ok(P | PWT),                 // 13: WT RX
-    Ok(P | RW | PWT | XD),       // 14: WT RW
-    WX,                          // 15
-    Ok(P | PCD | PWT | XD),      // 16: device RO (UC)
-    DX,                          // 17
-    Ok(P | RW | PCD | PWT | XD), // 18: device RW
-    DX,                          // 19
-    Ok(P | PCD | PWT | XD),      // 20: device ignores cache
-    DX,                          // 21
-    Ok(P | RW | PCD | PWT | XD), // 22
-    DX,                          // 23
-    Ok(P | PCD | PWT | XD),      // 24: device ignores write_through
-    DX,                          // 25
-    Ok(P | RW | PCD | PWT | XD), // 26
-    DX,                          // 27
-    Ok(P | PCD | PWT | XD),      // 28
-    DX,                          // 29
-    Ok(P | RW | PCD | PWT | XD), // 30
-    DX,                          // 31
-];
+#[path = "../../qemu-tests/src/expect/x86_64.rs"]
+mod expect;
+use expect::*;
 
 fn flags_of(i: usize) -> Flags {
     Flags {

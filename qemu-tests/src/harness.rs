@@ -12,7 +12,7 @@
 //! `test ... ok|FAILED` lines (a kernel that hangs or dies before the summary line fails as a
 //! whole).
 
-use core::fmt::{self, Write};
+use core::fmt::Write;
 
 /// The summary line's prefix, parsed by xtask.
 pub const SUMMARY_PREFIX: &str = "qemu-tests:";
@@ -25,48 +25,8 @@ pub struct Test {
     pub run: fn() -> Result<(), Failure>,
 }
 
-/// Why a test failed: a short message formatted into a fixed buffer (no allocator on bare metal).
-pub struct Failure {
-    buf: [u8; 192],
-    len: usize,
-}
-
-impl Failure {
-    /// Formats a failure message; text past the buffer's capacity is cut.
-    pub fn new(args: fmt::Arguments<'_>) -> Self {
-        let mut f = Failure {
-            buf: [0; 192],
-            len: 0,
-        };
-        let _ = f.write_fmt(args);
-        f
-    }
-
-    /// The message text.
-    pub fn as_str(&self) -> &str {
-        // Only whole `str` pieces are ever copied in, so the buffer holds valid UTF-8.
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("<invalid utf-8>")
-    }
-}
-
-impl Write for Failure {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = self.buf.len() - self.len;
-        let mut take = s.len().min(room);
-        while !s.is_char_boundary(take) {
-            take -= 1;
-        }
-        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take;
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Why a test failed: the conformance suite's allocation-free message type.
+pub use awk_paging::conformance::Failure;
 
 /// Returns `Err(Failure)` from the enclosing test with a formatted message.
 #[macro_export]

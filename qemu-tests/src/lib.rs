@@ -9,5 +9,20 @@
 //! - `x86_64` / `aarch64`: boot code, console, exception handlers with fault recovery, and the way
 //!   each machine exits with a status code.
 #![no_std]
+// Test failures carry a fixed-size message (no allocator on bare metal).
+#![allow(clippy::result_large_err)]
 
 pub mod harness;
+
+/// Expected descriptor bits, written out from the architecture manuals (shared with host tests).
+pub mod expect {
+    pub mod x86_64;
+}
+
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod bare_harness;
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod frames;
+
+#[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
+pub mod x86_64;

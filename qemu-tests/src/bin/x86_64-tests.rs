@@ -1,0 +1,344 @@
+//! The x86_64 test kernel: the conformance suite on real memory, then the seed `X86` API on the
+//! live tables the MMU walks — accesses, faults, remapping, device memory, hardware-walked
+//! entries.
+#![no_std]
+#![no_main]
+// Test failures carry a fixed-size message (no allocator on bare metal).
+#![allow(clippy::result_large_err)]
+
+use core::fmt::Write;
+
+use awk_paging::{
+    conformance, ActiveTable, AddrError, Flags, FrameAllocator, Mapper, PhyAddr, Tlb, VirtAddr,
+};
+use awk_paging_x86_64::{X86, X86_64};
+use qemu_tests::bare_harness::BareHarness;
+use qemu_tests::expect::x86_64 as expect;
+use qemu_tests::frames::{data_frame, PoolFrames};
+use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_FAILURE, EXIT_SUCCESS};
+use qemu_tests::x86_64::probe::{self, FaultKind};
+use qemu_tests::x86_64::{boot_pml4_phys, exit, init, Com1};
+use qemu_tests::{ensure, ensure_eq, fail};
+use x86_64::structures::paging::{OffsetPageTable, PageTable};
+
+/// Test mappings live here: far from the 1 GiB identity map.
+const WINDOW: u64 = 0x0000_2000_0000_0000;
+
+const BAD_VAS: &[(VirtAddr, AddrError)] = &[
+    (
+        VirtAddr::new(0x0000_8000_0000_0000),
+        AddrError::NonCanonical,
+    ),
+    (
+        VirtAddr::new(0xffff_7fff_ffff_f000),
+        AddrError::NonCanonical,
+    ),
+];
+
+static mut FRAMES: PoolFrames = PoolFrames;
+
+#[cfg(not(feature = "no-tlb-flush"))]
+static TLB: awk_paging_x86_64::Invlpg = awk_paging_x86_64::Invlpg;
+#[cfg(feature = "no-tlb-flush")]
+static TLB: awk_paging::NoTlb = awk_paging::NoTlb;
+
+fn va(n: u64) -> VirtAddr {
+    VirtAddr::new(WINDOW + n * 0x1000)
+}
+
+fn frame() -> Result<PhyAddr, Failure> {
+    data_frame().ok_or_else(|| Failure::new(format_args!("frame pool empty")))
+}
+
+fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
+    // SAFETY: test window and pool frames only.
+    unsafe { X86::map(v, p, f) }.map_err(|e| Failure::new(format_args!("map {v:?}: {e}")))
+}
+
+fn live_write_then_read_both_ways() -> Result<(), Failure> {
+    let (v, f) = (va(0), frame()?);
+    map(v, f, Flags::RW)?;
+    // Through the new mapping, read back through the identity map, and the reverse.
+    ensure!(
+        probe::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
+        "write through new mapping"
+    );
+    ensure_eq!(
+        probe::read(f.as_u64()),
+        Ok(0x1111_2222_3333_4444),
+        "read through identity"
+    );
+    ensure!(
+        probe::write(f.as_u64() + 8, 0x5555).is_ok(),
+        "write through identity"
+    );
+    ensure_eq!(
+        probe::read(v.as_u64() + 8),
+        Ok(0x5555),
+        "read through new mapping"
+    );
+    ensure_eq!(
+        X86::vm_to_phy(VirtAddr::new(v.as_u64() + 8)),
+        Some(PhyAddr::new(f.as_u64() + 8)),
+        "vm_to_phy"
+    );
+    // SAFETY: test window.
+    unsafe { X86::unmap(v) };
+    Ok(())
+}
+
+fn remap_visible_after_flush() -> Result<(), Failure> {
+    let (v, f1, f2) = (va(1), frame()?, frame()?);
+    ensure!(
+        probe::write(f1.as_u64(), 0xaaaa).is_ok() && probe::write(f2.as_u64(), 0xbbbb).is_ok(),
+        "fill frames"
+    );
+    map(v, f1, Flags::RO)?;
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xaaaa),
+        "first frame (now cached in the TLB)"
+    );
+    // SAFETY: test window.
+    unsafe { X86::unmap(v) };
+    map(v, f2, Flags::RO)?;
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xbbbb),
+        "after remap (stale TLB entry if not flushed)"
+    );
+    // SAFETY: test window.
+    unsafe { X86::unmap(v) };
+    Ok(())
+}
+
+fn unmapped_page_faults() -> Result<(), Failure> {
+    let v = va(2).as_u64() + 0x18;
+    match probe::read(v) {
+        Err(f) => {
+            ensure_eq!((f.addr, f.kind), (v, FaultKind::NotPresent), "fault");
+            Ok(())
+        }
+        Ok(x) => fail!("read {x:#x} from an unmapped page"),
+    }
+}
+
+fn write_to_read_only_faults() -> Result<(), Failure> {
+    let (v, f) = (va(3), frame()?);
+    map(v, f, Flags::RO)?;
+    ensure!(probe::read(v.as_u64()).is_ok(), "read of read-only page");
+    let target = v.as_u64() + 0x40;
+    match probe::write(target, 1) {
+        Err(fault) => ensure_eq!(
+            (fault.addr, fault.kind),
+            (target, FaultKind::WriteProtection),
+            "fault"
+        ),
+        Ok(()) => fail!("wrote to a read-only page"),
+    }
+    // SAFETY: test window.
+    unsafe { X86::unmap(v) };
+    Ok(())
+}
+
+fn execute_from_no_execute_faults() -> Result<(), Failure> {
+    let (code, data, f) = (va(4), va(5), frame()?);
+    ensure!(probe::write(f.as_u64(), 0xc3).is_ok(), "write `ret`");
+    map(code, f, Flags::RX)?;
+    map(data, f, Flags::RO)?;
+    ensure_eq!(
+        probe::exec(code.as_u64()),
+        Ok(()),
+        "executable mapping runs `ret`"
+    );
+    match probe::exec(data.as_u64()) {
+        Err(fault) => ensure_eq!(
+            (fault.addr, fault.kind),
+            (data.as_u64(), FaultKind::NoExecute),
+            "fault"
+        ),
+        Ok(()) => fail!("executed from a no-execute page"),
+    }
+    // SAFETY: test window.
+    unsafe {
+        X86::unmap(code);
+        X86::unmap(data);
+    }
+    Ok(())
+}
+
+fn ioapic_through_device_mapping() -> Result<(), Failure> {
+    // The I/O APIC's registers (0xfec0_0000) are outside the boot identity map: only the new
+    // device mapping reaches them. IOREGSEL (offset 0) selects register 1 (version), IOWIN
+    // (offset 0x10) reads it.
+    let v = va(6);
+    map(v, PhyAddr::new(0xfec0_0000), Flags::DEVICE)?;
+    ensure!(
+        probe::write(v.as_u64(), 1).is_ok(),
+        "select the version register"
+    );
+    let version = match probe::read(v.as_u64() + 0x10) {
+        Ok(x) => x as u32,
+        Err(f) => fail!("IOWIN: {f:?}"),
+    };
+    ensure!(
+        matches!(version & 0xff, 0x11 | 0x20),
+        "I/O APIC version {version:#x}"
+    );
+    ensure!(
+        (version >> 16) & 0xff >= 15,
+        "max redirection entry in {version:#x}"
+    );
+    let entry = raw_entry(v).ok_or_else(|| Failure::new(format_args!("no entry")))?;
+    let uc_nx = expect::PCD | expect::PWT | expect::XD;
+    ensure_eq!(entry & uc_nx, uc_nx, "UC, no-execute");
+    // SAFETY: test window.
+    unsafe { X86::unmap(v) };
+    Ok(())
+}
+
+/// The leaf entry the hardware walks for `v`, read from the live tables.
+fn raw_entry(v: VirtAddr) -> Option<u64> {
+    let mut table = boot_pml4_phys();
+    for level in (0..4).rev() {
+        let index = (v.as_u64() >> (12 + 9 * level)) & 0x1ff;
+        // SAFETY: tables are identity-mapped.
+        let e = unsafe { ((table + index * 8) as *const u64).read_volatile() };
+        if e & 1 == 0 {
+            return None;
+        }
+        if level == 0 || e & expect::PS != 0 {
+            return Some(e);
+        }
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+    None
+}
+
+fn hardware_walked_entries_for_all_flags() -> Result<(), Failure> {
+    const ACCESSED: u64 = 1 << 5;
+    let f = frame()?;
+    for (i, want) in expect::TABLE.iter().enumerate() {
+        let flags = Flags {
+            execute: i & 1 != 0,
+            write: i & 2 != 0,
+            cache: i & 4 != 0,
+            write_through: i & 8 != 0,
+            device: i & 16 != 0,
+        };
+        let v = va(0x100 + i as u64);
+        // SAFETY: test window.
+        let got = unsafe { X86::map(v, f, flags) };
+        match want {
+            Err(e) => ensure_eq!(got, Err(awk_paging::MapError::InvalidFlags(*e)), "row {i}"),
+            Ok(bits) => {
+                ensure_eq!(got, Ok(()), "row {i}");
+                ensure!(
+                    probe::read(v.as_u64()).is_ok(),
+                    "row {i}: read through the mapping"
+                );
+                let e = raw_entry(v).unwrap_or(0);
+                ensure!(
+                    e & ACCESSED != 0,
+                    "row {i}: the CPU did not walk the entry ({e:#x})"
+                );
+                ensure_eq!(
+                    e & !ACCESSED & !0x000f_ffff_ffff_f000,
+                    *bits,
+                    "row {i}: entry bits"
+                );
+                // SAFETY: test window.
+                unsafe { X86::unmap(v) };
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conformance_suite(out: &mut Com1, summary: &mut Summary) {
+    let mut h = BareHarness {
+        arch: X86_64::new(),
+        va_window: VirtAddr::new(0x0000_1000_0000_0000),
+        bad_vas: BAD_VAS,
+    };
+    conformance::run_all(&mut h, |name, r| {
+        let _ = write!(out, "test conformance::{name} ... ");
+        match r {
+            Ok(()) => {
+                summary.passed += 1;
+                let _ = writeln!(out, "ok");
+            }
+            Err(e) => {
+                summary.failed += 1;
+                let _ = writeln!(out, "FAILED: {e}");
+            }
+        }
+    });
+}
+
+const LIVE: &[Test] = &[
+    Test {
+        name: "live::write_then_read_both_ways",
+        run: live_write_then_read_both_ways,
+    },
+    Test {
+        name: "live::remap_visible_after_flush",
+        run: remap_visible_after_flush,
+    },
+    Test {
+        name: "live::unmapped_page_faults",
+        run: unmapped_page_faults,
+    },
+    Test {
+        name: "live::write_to_read_only_faults",
+        run: write_to_read_only_faults,
+    },
+    Test {
+        name: "live::execute_from_no_execute_faults",
+        run: execute_from_no_execute_faults,
+    },
+    Test {
+        name: "live::ioapic_through_device_mapping",
+        run: ioapic_through_device_mapping,
+    },
+    Test {
+        name: "live::hardware_walked_entries_for_all_flags",
+        run: hardware_walked_entries_for_all_flags,
+    },
+];
+
+#[no_mangle]
+extern "C" fn x86_kernel_entry() -> ! {
+    init();
+    let mut out = Com1;
+    let _ = writeln!(out, "awk-paging x86_64 test kernel");
+    let mut summary = Summary::default();
+    conformance_suite(&mut out, &mut summary);
+
+    // Hand the live boot tables to the seed API, as a kernel would with its OffsetPageTable.
+    // SAFETY: the boot PML4 is identity-mapped and only edited through `X86` from now on.
+    let opt = unsafe {
+        OffsetPageTable::new(
+            &mut *(boot_pml4_phys() as *mut PageTable),
+            x86_64::VirtAddr::new(0),
+        )
+    };
+    // SAFETY: the one reference to FRAMES, taken once.
+    let frames: &'static mut (dyn FrameAllocator + Send) =
+        unsafe { &mut *core::ptr::addr_of_mut!(FRAMES) };
+    let tlb: &'static (dyn Tlb + Sync) = &TLB;
+    // SAFETY: as above.
+    if unsafe { X86::init(opt, X86_64::new(), frames, tlb) }.is_err()
+        || X86::global().with(|_| ()).is_none()
+    {
+        let _ = writeln!(out, "X86::init failed");
+        exit(qemu_tests::harness::EXIT_CRASH);
+    }
+    harness::run(&mut out, "", LIVE, &mut summary);
+    harness::print_summary(&mut out, summary);
+    exit(if summary.failed == 0 {
+        EXIT_SUCCESS
+    } else {
+        EXIT_FAILURE
+    })
+}
