@@ -26,6 +26,8 @@ pub struct Kernel {
     pub label: &'static str,
     /// A demo (for `cargo xtask qemu`) rather than a test kernel.
     pub demo: bool,
+    /// Also run the negative control: built with `no-tlb-flush`, the remap test must fail.
+    pub negative_control: bool,
 }
 
 impl Kernel {
@@ -116,6 +118,7 @@ pub const KERNELS: &[Kernel] = &[
         args: X86_ARGS,
         label: "x86_64",
         demo: false,
+        negative_control: true,
     },
     Kernel {
         bin: "aarch64-tests",
@@ -124,6 +127,7 @@ pub const KERNELS: &[Kernel] = &[
         args: ARM_ARGS,
         label: "aarch64",
         demo: false,
+        negative_control: true,
     },
     Kernel {
         bin: "aarch64-tests",
@@ -132,6 +136,7 @@ pub const KERNELS: &[Kernel] = &[
         args: ARM_EL2_ARGS,
         label: "aarch64/el2",
         demo: false,
+        negative_control: false,
     },
     Kernel {
         bin: "x86_64-demo",
@@ -140,6 +145,7 @@ pub const KERNELS: &[Kernel] = &[
         args: X86_ARGS,
         label: "x86_64",
         demo: true,
+        negative_control: false,
     },
     Kernel {
         bin: "aarch64-demo",
@@ -148,6 +154,7 @@ pub const KERNELS: &[Kernel] = &[
         args: ARM_ARGS,
         label: "aarch64",
         demo: true,
+        negative_control: false,
     },
 ];
 
@@ -164,24 +171,63 @@ pub fn test_kernels(tally: &mut Tally) {
         tally.record("QEMU installed", false);
         return;
     }
-    for k in present {
+    for k in &present {
         boot_and_count(k, tally);
+    }
+    for k in present.iter().filter(|k| k.negative_control) {
+        negative_control(k, tally);
     }
 }
 
 fn build(k: &Kernel) -> bool {
+    build_with(k, "kernel")
+}
+
+fn build_with(k: &Kernel, features: &str) -> bool {
     run(cargo().args([
         "build",
         "--release",
         "-p",
         "qemu-tests",
         "--features",
-        "kernel",
+        features,
         "--target",
         k.target,
         "--bin",
         k.bin,
     ]))
+}
+
+/// The remap test that must fail when the TLB hook does nothing.
+const REMAP_TEST: &str = "live::remap_visible_after_flush";
+
+/// Builds `k` with `no-tlb-flush` and checks that exactly the remap test fails: proof that the
+/// remap test can see a missing flush.
+fn negative_control(k: &Kernel, tally: &mut Tally) {
+    let name = format!(
+        "[{}] negative control: {REMAP_TEST} fails without TLB flushes",
+        k.label
+    );
+    let ok = build_with(k, "kernel,no-tlb-flush")
+        && match boot(k) {
+            Ok((_, output)) => {
+                let run = parse_kernel(&output);
+                let failed: Vec<&str> = run
+                    .tests
+                    .iter()
+                    .filter(|t| !t.ok)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                eprintln!("  negative control: failed tests {failed:?}");
+                failed == [REMAP_TEST]
+            }
+            Err(e) => {
+                eprintln!("  {e}");
+                false
+            }
+        };
+    println!("{name} ... {}", if ok { "ok" } else { "FAILED" });
+    tally.record(&name, ok);
 }
 
 fn boot_and_count(k: &Kernel, tally: &mut Tally) {
