@@ -12,59 +12,9 @@ use awk_paging::{
 };
 use awk_paging_aarch64::{mair, mmu, Half, VaSize, A64};
 
-const PAGE: u64 = 0b11;
-const BLOCK: u64 = 0b01;
-const WT: u64 = 1 << 2;
-const NC: u64 = 2 << 2;
-const DEV: u64 = 3 << 2;
-const EL0: u64 = 1 << 6;
-const RO: u64 = 1 << 7;
-const SH_INNER: u64 = 0b11 << 8;
-const AF: u64 = 1 << 10;
-const NG: u64 = 1 << 11;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
-/// Every kernel page: valid page, inner shareable, AF, non-global.
-const K: u64 = PAGE | SH_INNER | AF | NG;
-
-const WX: Result<u64, FlagsError> = Err(FlagsError::WritableAndExecutable);
-const DX: Result<u64, FlagsError> = Err(FlagsError::ExecutableDevice);
-
-/// Index = execute | write << 1 | cache << 2 | write_through << 3 | device << 4.
-const TABLE: [Result<u64, FlagsError>; 32] = [
-    Ok(K | NC | RO | PXN | UXN),  // 0: uncached RO
-    Ok(K | NC | RO | UXN),        // 1: uncached RX (kernel: never EL0-executable)
-    Ok(K | NC | PXN | UXN),       // 2: uncached RW
-    WX,                           // 3
-    Ok(K | RO | PXN | UXN),       // 4: WB RO
-    Ok(K | RO | UXN),             // 5: WB RX
-    Ok(K | PXN | UXN),            // 6: WB RW
-    WX,                           // 7
-    Ok(K | NC | RO | PXN | UXN),  // 8: write_through without cache = uncached
-    Ok(K | NC | RO | UXN),        // 9
-    Ok(K | NC | PXN | UXN),       // 10
-    WX,                           // 11
-    Ok(K | WT | RO | PXN | UXN),  // 12: WT RO
-    Ok(K | WT | RO | UXN),        // 13: WT RX
-    Ok(K | WT | PXN | UXN),       // 14: WT RW
-    WX,                           // 15
-    Ok(K | DEV | RO | PXN | UXN), // 16: device RO
-    DX,                           // 17
-    Ok(K | DEV | PXN | UXN),      // 18: device RW
-    DX,                           // 19
-    Ok(K | DEV | RO | PXN | UXN), // 20: device ignores cache
-    DX,                           // 21
-    Ok(K | DEV | PXN | UXN),      // 22
-    DX,                           // 23
-    Ok(K | DEV | RO | PXN | UXN), // 24: device ignores write_through
-    DX,                           // 25
-    Ok(K | DEV | PXN | UXN),      // 26
-    DX,                           // 27
-    Ok(K | DEV | RO | PXN | UXN), // 28
-    DX,                           // 29
-    Ok(K | DEV | PXN | UXN),      // 30
-    DX,                           // 31
-];
+#[path = "../../qemu-tests/src/expect/aarch64.rs"]
+mod expect;
+use expect::*;
 
 fn flags_of(i: usize) -> Flags {
     Flags {

@@ -34,7 +34,7 @@ mod tlb;
 
 pub use arch::X86_64;
 pub use mapper::{InitError, KernelTable, X86};
-#[cfg(target_os = "none")]
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use tlb::Invlpg;
 
 /// One x86_64 address space: the shared [`awk_paging::PageTable`] over the x86 format.

@@ -1,6 +1,6 @@
 //! TLB maintenance on x86_64 hardware.
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod hw {
     use awk_paging::{Tlb, VirtAddr};
     use x86_64::registers::control::{Cr4, Cr4Flags};
@@ -43,5 +43,5 @@ mod hw {
     }
 }
 
-#[cfg(target_os = "none")]
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use hw::Invlpg;

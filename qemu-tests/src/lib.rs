@@ -16,6 +16,7 @@ pub mod harness;
 
 /// Expected descriptor bits, written out from the architecture manuals (shared with host tests).
 pub mod expect {
+    pub mod aarch64;
     pub mod x86_64;
 }
 
@@ -26,3 +27,6 @@ pub mod frames;
 
 #[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;
+
+#[cfg(all(feature = "kernel", target_arch = "aarch64", target_os = "none"))]
+pub mod aarch64;

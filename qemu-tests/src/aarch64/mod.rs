@@ -1,0 +1,91 @@
+//! AArch64 kernel support: boot (EL2 → EL1), PL011, semihosting exit, vectors with recoverable
+//! probes, and the MMU brought up with the crate's own tables.
+
+mod boot;
+pub mod console;
+pub mod exceptions;
+pub mod probe;
+
+use core::fmt::Write;
+
+use awk_paging::{
+    Flags, FrameAllocator, OffsetPhysMem, PageSize, PageTable, PhyAddr, Policy, Tlb, VirtAddr,
+};
+use awk_paging_aarch64::{mmu, KernelTable, VaSize, A64};
+
+pub use console::{exit, Pl011};
+
+use crate::frames::PoolFrames;
+
+extern "C" {
+    static __kernel_end: u8;
+}
+
+/// RAM of QEMU virt with `-m 256M`.
+pub const RAM: (u64, u64) = (0x4000_0000, 0x5000_0000);
+/// The PL011's 2 MiB block.
+pub const UART_BLOCK: u64 = 0x0900_0000;
+
+/// Sets up the frame pool (64 MiB from 16 MiB into RAM, above the image).
+pub fn init() {
+    // SAFETY: linker symbol address.
+    let end = unsafe { core::ptr::from_ref(&__kernel_end) as u64 };
+    let start = end.max(RAM.0 + (16 << 20)).next_multiple_of(4096);
+    crate::frames::init(start, start + (64 << 20));
+}
+
+static mut FRAMES: PoolFrames = PoolFrames;
+
+/// Builds the kernel's identity map with the crate (RAM as write-back 2 MiB blocks, the UART
+/// block as device memory), turns the MMU on with [`mmu::enable`], and returns the table for the
+/// static API.
+///
+/// RAM is mapped writable *and* executable (the image's sections are not split up here), which
+/// the table's policy is told to allow for those mappings only; afterwards W^X applies again.
+pub fn mmu_on(tlb: &'static (dyn Tlb + Sync)) -> Result<KernelTable, &'static str> {
+    // SAFETY: the only reference to FRAMES, taken once.
+    let frames: &'static mut (dyn FrameAllocator + Send) =
+        unsafe { &mut *core::ptr::addr_of_mut!(FRAMES) };
+    let mut pt = PageTable::new(A64::default(), OffsetPhysMem::new(0), frames, tlb)
+        .map_err(|_| "root table")?;
+    pt.set_policy(Policy {
+        allow_write_execute: true,
+    });
+    let rwx = Flags {
+        execute: true,
+        write: true,
+        cache: true,
+        write_through: false,
+        device: false,
+    };
+    let mut a = RAM.0;
+    while a < RAM.1 {
+        // SAFETY: not active yet; identity map of RAM.
+        unsafe { pt.map(VirtAddr::new(a), PhyAddr::new(a), PageSize::Size2M, rwx) }
+            .map_err(|_| "map RAM")?
+            .flush();
+        a += 0x20_0000;
+    }
+    // SAFETY: as above; the UART's block.
+    unsafe {
+        pt.map(
+            VirtAddr::new(UART_BLOCK),
+            PhyAddr::new(UART_BLOCK),
+            PageSize::Size2M,
+            Flags::DEVICE,
+        )
+    }
+    .map_err(|_| "map UART")?
+    .flush();
+    // Everything mapped from now on follows W^X again.
+    pt.set_policy(Policy::default());
+    // SAFETY: the tables identity-map this code, its stack and data, and the UART.
+    unsafe { mmu::enable(pt.root(), VaSize::Bits48, 0) }.map_err(|_| "mmu::enable")?;
+    Ok(pt)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let _ = writeln!(Pl011, "\nkernel panic: {info}");
+    exit(crate::harness::EXIT_CRASH)
+}

@@ -1,0 +1,350 @@
+//! The AArch64 test kernel: brings the MMU up with the crate's own tables, runs the conformance
+//! suite on real memory, then the seed `AArch64` API on the live tables — accesses, aborts,
+//! remapping, the PL011 through a device mapping, and every flag combination as the MMU itself
+//! translates it (`AT S1E1R/W` → PAR_EL1).
+#![no_std]
+#![no_main]
+// Test failures carry a fixed-size message (no allocator on bare metal).
+#![allow(clippy::result_large_err)]
+
+use core::fmt::Write;
+
+use aarch64_cpu::registers::{Readable, MAIR_EL1, TTBR0_EL1};
+use awk_paging::{conformance, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
+use awk_paging_aarch64::{mair, AArch64, A64};
+use qemu_tests::aarch64::probe::{self, FaultKind};
+use qemu_tests::aarch64::{exit, init, mmu_on, Pl011};
+use qemu_tests::bare_harness::BareHarness;
+use qemu_tests::expect::aarch64 as expect;
+use qemu_tests::frames::data_frame;
+use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_CRASH, EXIT_FAILURE, EXIT_SUCCESS};
+use qemu_tests::{ensure, ensure_eq, fail};
+
+/// Test mappings live here: far from the identity map of RAM.
+const WINDOW: u64 = 0x0000_2000_0000_0000;
+
+const BAD_VAS: &[(VirtAddr, AddrError)] = &[
+    (
+        VirtAddr::new(0x0001_0000_0000_0000),
+        AddrError::NonCanonical,
+    ),
+    (VirtAddr::new(0xffff_8000_0000_0000), AddrError::OutOfRange),
+];
+
+#[cfg(not(feature = "no-tlb-flush"))]
+static TLB: awk_paging_aarch64::TlbEl1 = awk_paging_aarch64::TlbEl1 { asid: None };
+#[cfg(feature = "no-tlb-flush")]
+static TLB: awk_paging::NoTlb = awk_paging::NoTlb;
+
+fn va(n: u64) -> VirtAddr {
+    VirtAddr::new(WINDOW + n * 0x1000)
+}
+
+fn frame() -> Result<PhyAddr, Failure> {
+    data_frame().ok_or_else(|| Failure::new(format_args!("frame pool empty")))
+}
+
+fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
+    // SAFETY: test window and pool frames only.
+    unsafe { AArch64::map(v, p, f) }.map_err(|e| Failure::new(format_args!("map {v:?}: {e}")))
+}
+
+fn unmap(v: VirtAddr) {
+    // SAFETY: test window.
+    unsafe { AArch64::unmap(v) };
+}
+
+fn live_write_then_read_both_ways() -> Result<(), Failure> {
+    let (v, f) = (va(0), frame()?);
+    map(v, f, Flags::RW)?;
+    ensure!(
+        probe::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
+        "write through new mapping"
+    );
+    ensure_eq!(
+        probe::read(f.as_u64()),
+        Ok(0x1111_2222_3333_4444),
+        "read through identity"
+    );
+    ensure!(
+        probe::write(f.as_u64() + 8, 0x5555).is_ok(),
+        "write through identity"
+    );
+    ensure_eq!(
+        probe::read(v.as_u64() + 8),
+        Ok(0x5555),
+        "read through new mapping"
+    );
+    ensure_eq!(
+        AArch64::vm_to_phy(VirtAddr::new(v.as_u64() + 8)),
+        Some(PhyAddr::new(f.as_u64() + 8)),
+        "vm_to_phy"
+    );
+    unmap(v);
+    Ok(())
+}
+
+fn remap_visible_after_flush() -> Result<(), Failure> {
+    let (v, f1, f2) = (va(1), frame()?, frame()?);
+    ensure!(
+        probe::write(f1.as_u64(), 0xaaaa).is_ok() && probe::write(f2.as_u64(), 0xbbbb).is_ok(),
+        "fill frames"
+    );
+    map(v, f1, Flags::RO)?;
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xaaaa),
+        "first frame (now cached in the TLB)"
+    );
+    unmap(v);
+    map(v, f2, Flags::RO)?;
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xbbbb),
+        "after remap (stale TLB entry if not flushed)"
+    );
+    unmap(v);
+    Ok(())
+}
+
+fn unmapped_page_faults() -> Result<(), Failure> {
+    let v = va(2).as_u64() + 0x18;
+    match probe::read(v) {
+        Err(f) => ensure_eq!((f.addr, f.kind), (v, FaultKind::Translation), "abort"),
+        Ok(x) => fail!("read {x:#x} from an unmapped page"),
+    }
+    Ok(())
+}
+
+fn write_to_read_only_faults() -> Result<(), Failure> {
+    let (v, f) = (va(3), frame()?);
+    map(v, f, Flags::RO)?;
+    ensure!(probe::read(v.as_u64()).is_ok(), "read of read-only page");
+    let target = v.as_u64() + 0x40;
+    match probe::write(target, 1) {
+        Err(a) => {
+            ensure_eq!((a.addr, a.kind), (target, FaultKind::Permission), "abort");
+            ensure!(
+                a.esr & (1 << 6) != 0,
+                "ESR.WnR set for a write ({:#x})",
+                a.esr
+            );
+        }
+        Ok(()) => fail!("wrote to a read-only page"),
+    }
+    unmap(v);
+    Ok(())
+}
+
+/// Makes freshly written instructions visible to instruction fetch.
+fn sync_icache(addr: u64) {
+    // SAFETY: cache maintenance by VA of mapped memory; barriers.
+    unsafe {
+        core::arch::asm!("dc cvau, {a}", "dsb ish", "ic iallu", "dsb ish", "isb", a = in(reg) addr, options(nostack));
+    }
+}
+
+fn execute_from_no_execute_faults() -> Result<(), Failure> {
+    let (code, data, f) = (va(4), va(5), frame()?);
+    ensure!(probe::write(f.as_u64(), 0xd65f_03c0).is_ok(), "write `ret`");
+    sync_icache(f.as_u64());
+    map(code, f, Flags::RX)?;
+    map(data, f, Flags::RO)?;
+    ensure_eq!(
+        probe::exec(code.as_u64()),
+        Ok(()),
+        "executable mapping runs `ret`"
+    );
+    match probe::exec(data.as_u64()) {
+        Err(a) => ensure_eq!(
+            (a.addr, a.kind),
+            (data.as_u64(), FaultKind::InstructionPermission),
+            "abort"
+        ),
+        Ok(()) => fail!("executed from an execute-never page"),
+    }
+    unmap(code);
+    unmap(data);
+    Ok(())
+}
+
+fn pl011_through_device_mapping() -> Result<(), Failure> {
+    // The PL011's identification registers, read through a new 4 KiB device mapping.
+    let v = va(6);
+    map(v, PhyAddr::new(0x0900_0000), Flags::DEVICE)?;
+    // 8-byte reads: each covers two 32-bit ID registers (low byte of each is the ID).
+    let ids = |off: u64| probe::read(v.as_u64() + off).map(|x| (x & 0xff, (x >> 32) & 0xff));
+    ensure_eq!(ids(0xfe0), Ok((0x11, 0x10)), "UARTPeriphID0/1");
+    ensure_eq!(ids(0xff0), Ok((0x0d, 0xf0)), "UARTPCellID0/1");
+    ensure_eq!(ids(0xff8), Ok((0x05, 0xb1)), "UARTPCellID2/3");
+    unmap(v);
+    Ok(())
+}
+
+/// Translates `v` with the MMU itself (`AT S1E1R`/`S1E1W`) and returns PAR_EL1.
+fn at(v: VirtAddr, write: bool) -> u64 {
+    let par: u64;
+    // SAFETY: address translation instructions have no side effects besides PAR_EL1.
+    unsafe {
+        if write {
+            core::arch::asm!("at s1e1w, {v}", "isb", "mrs {p}, par_el1", v = in(reg) v.as_u64(), p = out(reg) par, options(nostack));
+        } else {
+            core::arch::asm!("at s1e1r, {v}", "isb", "mrs {p}, par_el1", v = in(reg) v.as_u64(), p = out(reg) par, options(nostack));
+        }
+    }
+    par
+}
+
+/// The descriptor the MMU walks for `v`, read from the live tables.
+fn raw_descriptor(v: VirtAddr) -> Option<u64> {
+    let mut table = TTBR0_EL1.get() & 0x0000_ffff_ffff_f000;
+    for level in (0..4).rev() {
+        let index = (v.as_u64() >> (12 + 9 * level)) & 0x1ff;
+        // SAFETY: tables are identity-mapped.
+        let d = unsafe { ((table + index * 8) as *const u64).read_volatile() };
+        match (d & 0b11, level) {
+            (0b11, 0) | (0b01, 1 | 2) => return Some(d),
+            (0b11, _) => table = d & 0x0000_ffff_ffff_f000,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn mmu_attributes_for_all_flags() -> Result<(), Failure> {
+    ensure_eq!(
+        MAIR_EL1.get(),
+        mair::MAIR_EL1,
+        "MAIR_EL1 programmed from the crate's table"
+    );
+    let f = frame()?;
+    for (i, want) in expect::TABLE.iter().enumerate() {
+        let flags = Flags {
+            execute: i & 1 != 0,
+            write: i & 2 != 0,
+            cache: i & 4 != 0,
+            write_through: i & 8 != 0,
+            device: i & 16 != 0,
+        };
+        let v = va(0x100 + i as u64);
+        // SAFETY: test window.
+        let got = unsafe { AArch64::map(v, f, flags) };
+        let bits = match want {
+            Err(e) => {
+                ensure_eq!(got, Err(awk_paging::MapError::InvalidFlags(*e)), "row {i}");
+                continue;
+            }
+            Ok(bits) => *bits,
+        };
+        ensure_eq!(got, Ok(()), "row {i}");
+        ensure_eq!(
+            raw_descriptor(v),
+            Some(bits | f.as_u64()),
+            "row {i}: descriptor"
+        );
+        let par = at(v, false);
+        ensure!(par & 1 == 0, "row {i}: AT S1E1R faulted (PAR {par:#x})");
+        ensure_eq!(par & 0x0000_ffff_ffff_f000, f.as_u64(), "row {i}: PAR.PA");
+        let index = (bits >> 2) & 0b111;
+        let attr = (par >> 56) as u8;
+        ensure_eq!(
+            attr,
+            mair::ATTRIBUTES[index as usize].byte,
+            "row {i}: PAR.ATTR (the MAIR byte the MMU used)"
+        );
+        if index <= 1 {
+            ensure_eq!(
+                (par >> 7) & 0b11,
+                0b11,
+                "row {i}: PAR.SH inner shareable for cacheable memory"
+            );
+        }
+        let writable = at(v, true) & 1 == 0;
+        ensure_eq!(writable, bits & expect::RO == 0, "row {i}: AT S1E1W");
+        unmap(v);
+    }
+    Ok(())
+}
+
+const LIVE: &[Test] = &[
+    Test {
+        name: "live::write_then_read_both_ways",
+        run: live_write_then_read_both_ways,
+    },
+    Test {
+        name: "live::remap_visible_after_flush",
+        run: remap_visible_after_flush,
+    },
+    Test {
+        name: "live::unmapped_page_faults",
+        run: unmapped_page_faults,
+    },
+    Test {
+        name: "live::write_to_read_only_faults",
+        run: write_to_read_only_faults,
+    },
+    Test {
+        name: "live::execute_from_no_execute_faults",
+        run: execute_from_no_execute_faults,
+    },
+    Test {
+        name: "live::pl011_through_device_mapping",
+        run: pl011_through_device_mapping,
+    },
+    Test {
+        name: "live::mmu_attributes_for_all_flags",
+        run: mmu_attributes_for_all_flags,
+    },
+];
+
+fn conformance_suite(out: &mut Pl011, summary: &mut Summary) {
+    let mut h = BareHarness {
+        arch: A64::default(),
+        va_window: VirtAddr::new(0x0000_1000_0000_0000),
+        bad_vas: BAD_VAS,
+    };
+    conformance::run_all(&mut h, |name, r| {
+        let _ = write!(out, "test conformance::{name} ... ");
+        match r {
+            Ok(()) => {
+                summary.passed += 1;
+                let _ = writeln!(out, "ok");
+            }
+            Err(e) => {
+                summary.failed += 1;
+                let _ = writeln!(out, "FAILED: {e}");
+            }
+        }
+    });
+}
+
+#[no_mangle]
+extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
+    init();
+    let mut out = Pl011;
+    let _ = writeln!(
+        out,
+        "awk-paging aarch64 test kernel (entered at EL{boot_el})"
+    );
+    let tlb: &'static (dyn Tlb + Sync) = &TLB;
+    let table = match mmu_on(tlb) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(out, "MMU bring-up failed: {e}");
+            exit(EXIT_CRASH);
+        }
+    };
+    if AArch64::init(table).is_err() {
+        let _ = writeln!(out, "AArch64::init failed");
+        exit(EXIT_CRASH);
+    }
+    let mut summary = Summary::default();
+    conformance_suite(&mut out, &mut summary);
+    harness::run(&mut out, "", LIVE, &mut summary);
+    harness::print_summary(&mut out, summary);
+    exit(if summary.failed == 0 {
+        EXIT_SUCCESS
+    } else {
+        EXIT_FAILURE
+    })
+}
