@@ -7,9 +7,7 @@
 
 use awk_paging::arch::{Arch, Entry};
 use awk_paging::emu::EmuMemory;
-use awk_paging::{
-    Attrs, Flags, FlagsError, MapError, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr,
-};
+use awk_paging::{Attrs, Flags, MapError, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
 use awk_paging_aarch64::{mair, mmu, Half, VaSize, A64};
 
 #[path = "../../qemu-tests/src/expect/aarch64.rs"]
