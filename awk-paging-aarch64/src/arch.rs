@@ -226,6 +226,15 @@ unsafe impl Arch for A64 {
     }
 
     #[inline]
+    fn va_from_bits(&self, bits: u64) -> VirtAddr {
+        let low = bits & ((1u64 << self.va.bits()) - 1);
+        match self.half {
+            Half::Lower => VirtAddr::new(low),
+            Half::Upper => VirtAddr::new(low | !((1u64 << self.va.bits()) - 1)),
+        }
+    }
+
+    #[inline]
     fn needs_break_before_make(&self, old: u64, new: u64, _level: u8) -> bool {
         (old ^ new) & Self::BBM_FIELDS != 0
     }

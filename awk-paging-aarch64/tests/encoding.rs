@@ -233,3 +233,16 @@ fn tcr_values_for_both_va_sizes() {
     );
     assert_eq!(Half::Lower, A64::default().half());
 }
+
+#[test]
+fn walks_name_upper_half_addresses() {
+    let mem = EmuMemory::new(16);
+    let mut pt = PageTable::new(A64::new(VaSize::Bits39, Half::Upper), &mem, &mem, NoTlb).unwrap();
+    let va = VirtAddr::new(0xffff_ff80_0020_0000);
+    unsafe { pt.map(va, PhyAddr::new(0x4000_0000), PageSize::Size2M, Flags::RW) }
+        .unwrap()
+        .flush();
+    let mut seen = Vec::new();
+    pt.for_each_mapping(|m| seen.push((m.page, m.size)));
+    assert_eq!(seen, [(va, PageSize::Size2M)]);
+}

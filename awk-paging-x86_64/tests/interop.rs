@@ -96,3 +96,28 @@ fn our_mappings_translate_through_the_x86_64_crate() {
         );
     }
 }
+
+#[test]
+fn walks_name_canonical_upper_half_addresses() {
+    let mem = EmuMemory::new(16);
+    let mut pt = PageTable::new(X86_64::new(), mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let (high, low) = (
+        VirtAddr::new(0xffff_8000_0000_0000),
+        VirtAddr::new(0x7fff_ffff_f000),
+    );
+    for va in [high, low] {
+        unsafe { pt.map(va, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RO) }
+            .unwrap()
+            .flush();
+    }
+    let mut seen = Vec::new();
+    pt.for_each_mapping(|m| seen.push(m.page));
+    assert_eq!(seen, [low, high]);
+    let mut text = String::new();
+    awk_paging::dump::write(&pt, &mut text).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("0xffff800000000000-0xffff800000001000"),
+        "{text}"
+    );
+}

@@ -63,6 +63,16 @@ pub unsafe trait Arch: Copy {
     /// The attributes a leaf entry found at `level` grants.
     fn leaf_attrs(&self, raw: u64, level: u8) -> Attrs;
 
+    /// The virtual address whose table indices (and offset) are the low bits of `bits` — how a
+    /// walk names what it finds. Default: sign-extended from the highest translated bit (x86
+    /// canonical form; both halves of a 48-bit space).
+    #[inline]
+    fn va_from_bits(&self, bits: u64) -> VirtAddr {
+        let span = 12 + 9 * u32::from(self.levels());
+        let shift = 64 - span;
+        VirtAddr::new((((bits << shift) as i64) >> shift) as u64)
+    }
+
     /// Whether replacing valid leaf `old` by `new` needs break-before-make (write invalid, flush,
     /// then write `new`). Default: whenever the output address or memory type changes, which is
     /// what AArch64 requires (Arm ARM D8.16.1); x86 can answer `false`.

@@ -13,6 +13,7 @@
 //!   physical memory, TLB maintenance and SMP shootdown).
 //! - [`arch::Arch`]: what an architecture plugs in.
 //! - [`PageTable`]: the instance API — one object per address space, shared walker.
+//! - [`dump`]: a ptdump-style listing of an address space's mappings.
 //! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]).
 //! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
 //! - [`conformance`] (feature `conformance`): the checks every backend runs against itself, on
@@ -26,6 +27,7 @@ extern crate std;
 
 mod addr;
 pub mod arch;
+pub mod dump;
 mod error;
 mod flags;
 mod frame;
@@ -47,5 +49,5 @@ pub use frame::{CountingFrames, FrameAllocator};
 pub use mapper::{ActiveTable, GlobalTable, InstanceOf, Mapper};
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
-pub use table::{PageTable, Translation, Unmapped};
+pub use table::{Mapping, PageTable, Translation, Unmapped};
 pub use tlb::{Flush, NoTlb, Tlb};

@@ -102,7 +102,7 @@ impl PageSize {
 
 impl fmt::Display for PageSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             PageSize::Size4K => "4K",
             PageSize::Size2M => "2M",
             PageSize::Size1G => "1G",

@@ -27,6 +27,19 @@ pub struct Translation {
     pub attrs: Attrs,
 }
 
+/// One mapping found by [`PageTable::for_each_mapping`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First virtual address of the page.
+    pub page: VirtAddr,
+    /// First physical address of the page.
+    pub frame: PhyAddr,
+    /// Page size.
+    pub size: PageSize,
+    /// Attributes (canonical form).
+    pub attrs: Attrs,
+}
+
 /// What an unmap removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unmapped {
@@ -473,6 +486,52 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // because a valid tree has no shared sub-tables.
         unsafe { self.free_table(root, top) };
         self.frames
+    }
+
+    /// Calls `f` for every mapping, in ascending order of table index (address order within
+    /// each half of the address space). Tables that cannot be reached are skipped.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
+    /// let mem = EmuMemory::new(8);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// unsafe { pt.map(VirtAddr::new(0x20_0000), PhyAddr::new(0x40_0000), PageSize::Size2M, Flags::RO) }
+    ///     .unwrap()
+    ///     .flush();
+    /// let mut seen = Vec::new();
+    /// pt.for_each_mapping(|m| seen.push((m.page, m.frame, m.size)));
+    /// assert_eq!(seen, [(VirtAddr::new(0x20_0000), PhyAddr::new(0x40_0000), PageSize::Size2M)]);
+    /// ```
+    pub fn for_each_mapping(&self, mut f: impl FnMut(Mapping)) {
+        self.visit(self.root, self.arch.levels() - 1, 0, &mut f);
+    }
+
+    fn visit(&self, table: PhyAddr, level: u8, prefix: u64, f: &mut impl FnMut(Mapping)) {
+        for i in 0..crate::ENTRIES {
+            let Some(slot) = self.slot(table, i) else {
+                return;
+            };
+            // SAFETY: live table frame.
+            let raw = unsafe { read_entry(slot) };
+            let bits = prefix | (i as u64) << (12 + 9 * u32::from(level));
+            match self.arch.decode(raw, level) {
+                Entry::Invalid => {}
+                Entry::Table(next) if level > 0 => self.visit(next, level - 1, bits, f),
+                Entry::Table(_) => {}
+                Entry::Leaf(frame) => {
+                    if let Some(size) = PageSize::from_level(level) {
+                        let page = self.arch.va_from_bits(bits);
+                        f(Mapping {
+                            page,
+                            frame,
+                            size,
+                            attrs: self.arch.leaf_attrs(raw, level),
+                        });
+                    }
+                }
+            }
+        }
     }
 
     // ---- internals -------------------------------------------------------------------------
