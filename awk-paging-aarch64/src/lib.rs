@@ -22,7 +22,7 @@ pub mod mmu;
 mod tlb;
 
 pub use arch::{Half, VaSize, A64};
-pub use mapper::{AArch64, InitError, KernelTable};
+pub use mapper::{AArch64, KernelTable};
 #[cfg(target_arch = "aarch64")]
 pub use tlb::TlbEl1;
 

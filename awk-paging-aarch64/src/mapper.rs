@@ -14,42 +14,22 @@ pub type KernelTable = AArch64PageTable<
 
 static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
 
-/// Why [`AArch64::init`] refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitError {
-    /// Already initialised; the first table stays.
-    AlreadyInitialized,
-}
-
-/// The seed [`Mapper`](awk_paging::Mapper) on the active AArch64 table.
+/// The seed [`Mapper`](awk_paging::Mapper) on the active AArch64 table, installed once with
+/// [`ActiveTable::install`] and lent out with [`ActiveTable::with_table`].
 ///
 /// ```no_run
-/// use awk_paging::{Flags, Mapper, PageTable, PhyAddr, VirtAddr, OffsetPhysMem};
+/// use awk_paging::{ActiveTable, Flags, Mapper, PageTable, PhyAddr, VirtAddr, OffsetPhysMem};
 /// use awk_paging_aarch64::{AArch64, A64};
 /// # fn kernel(frames: &'static mut (dyn awk_paging::FrameAllocator + Send),
 /// #           tlb: &'static (dyn awk_paging::Tlb + Sync)) -> Result<(), awk_paging::MapError> {
 /// let table = PageTable::new(A64::default(), OffsetPhysMem::new(0), frames, tlb)?;
-/// AArch64::init(table).expect("first init");
+/// AArch64::install(table).expect("first init");
 /// unsafe { AArch64::map(VirtAddr::new(0x1_0000_0000), PhyAddr::new(0x4000_0000), Flags::RW) }?;
 /// assert_eq!(AArch64::vm_to_phy(VirtAddr::new(0x1_0000_0000)), Some(PhyAddr::new(0x4000_0000)));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct AArch64;
-
-impl AArch64 {
-    /// Installs the kernel's table as the global one (once).
-    pub fn init(table: KernelTable) -> Result<(), InitError> {
-        GLOBAL
-            .init(table)
-            .map_err(|_| InitError::AlreadyInitialized)
-    }
-
-    /// Runs `f` on the global instance under its lock; `None` before initialisation.
-    pub fn with_table<R>(f: impl FnOnce(&mut KernelTable) -> R) -> Option<R> {
-        GLOBAL.with(f)
-    }
-}
 
 impl ActiveTable for AArch64 {
     type Arch = A64;

@@ -33,7 +33,7 @@ mod mapper;
 mod tlb;
 
 pub use arch::X86_64;
-pub use mapper::{InitError, KernelTable, X86};
+pub use mapper::{KernelTable, X86};
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use tlb::Invlpg;
 

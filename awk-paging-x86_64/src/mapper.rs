@@ -1,6 +1,6 @@
 //! The seed static API on x86_64: [`X86`], backed by one lock-guarded global [`KernelTable`].
 
-use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, OffsetPhysMem, Tlb};
+use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, InitError, OffsetPhysMem, Tlb};
 use x86_64::structures::paging::OffsetPageTable;
 
 use crate::{X86PageTable, X86_64};
@@ -14,19 +14,6 @@ pub type KernelTable = X86PageTable<
 >;
 
 static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
-
-/// Why [`X86::init`] refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitError {
-    /// The static API was already initialised; the first table stays in place.
-    AlreadyInitialized,
-}
-
-impl core::fmt::Display for InitError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("the static page-table API is already initialised")
-    }
-}
 
 /// The seed [`Mapper`](awk_paging::Mapper) on the active x86_64 table.
 ///
@@ -49,7 +36,8 @@ pub struct X86;
 
 impl X86 {
     /// Takes over the active tables described by the kernel's [`OffsetPageTable`] (its level-4
-    /// table and physical-memory offset) as the one global instance.
+    /// table and physical-memory offset) as the one global instance. (An instance built otherwise
+    /// is installed with [`ActiveTable::install`]; [`ActiveTable::with_table`] lends it out.)
     ///
     /// # Safety
     ///
@@ -63,20 +51,7 @@ impl X86 {
     ) -> Result<(), InitError> {
         // SAFETY: forwarded.
         let t = unsafe { crate::from_offset_page_table(table, regime, frames, tlb) };
-        Self::init_with(t)
-    }
-
-    /// Installs an already built instance as the global one.
-    pub fn init_with(table: KernelTable) -> Result<(), InitError> {
-        GLOBAL
-            .init(table)
-            .map_err(|_| InitError::AlreadyInitialized)
-    }
-
-    /// Runs `f` on the global instance under its lock (the full instance API: huge pages,
-    /// attributes, policy); `None` before initialisation.
-    pub fn with_table<R>(f: impl FnOnce(&mut KernelTable) -> R) -> Option<R> {
-        GLOBAL.with(f)
+        Self::install(t)
     }
 }
 

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use awk_paging::{
-    ActiveTable, Flags, FlagsError, FrameAllocator, MapError, Mapper, PageSize, PhyAddr, Tlb,
-    UnmapError, VirtAddr, PAGESIZE,
+    ActiveTable, Flags, FlagsError, FrameAllocator, InitError, MapError, Mapper, PageSize, PhyAddr,
+    Tlb, UnmapError, VirtAddr, PAGESIZE,
 };
-use awk_paging_x86_64::{InitError, X86, X86_64};
+use awk_paging_x86_64::{X86, X86_64};
 use x86_64::structures::paging::{OffsetPageTable, PageTable};
 
 /// Host "physical memory": a leaked, page-aligned buffer with a free list (Send, unlike the

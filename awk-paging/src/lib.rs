@@ -46,7 +46,7 @@ pub use addr::{PhyAddr, VirtAddr};
 pub use error::{AddrError, MapError, ProtectError, TranslateError, UnmapError};
 pub use flags::{Attrs, Flags, FlagsError, MemoryType, Policy};
 pub use frame::{CountingFrames, FrameAllocator};
-pub use mapper::{ActiveTable, GlobalTable, InstanceOf, Mapper};
+pub use mapper::{ActiveTable, GlobalTable, InitError, InstanceOf, Mapper};
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
 pub use table::{Mapping, PageTable, Translation, Unmapped};

@@ -41,6 +41,19 @@ pub trait Mapper {
     unsafe fn unmap(vm_addr: VirtAddr);
 }
 
+/// Why a backend's static API refused to initialise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// Already initialised; the first table stays in place.
+    AlreadyInitialized,
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the static page-table API is already initialised")
+    }
+}
+
 /// The global, lock-guarded instance behind a backend's static API.
 ///
 /// ```
@@ -114,6 +127,19 @@ pub trait ActiveTable {
 
     /// The backend's global instance.
     fn global() -> &'static GlobalTable<InstanceOf<Self>>;
+
+    /// Installs `table` as the global instance (once).
+    fn install(table: InstanceOf<Self>) -> Result<(), InitError> {
+        Self::global()
+            .init(table)
+            .map_err(|_| InitError::AlreadyInitialized)
+    }
+
+    /// Runs `f` on the global instance under its lock (the full instance API); `None` before
+    /// initialisation.
+    fn with_table<R>(f: impl FnOnce(&mut InstanceOf<Self>) -> R) -> Option<R> {
+        Self::global().with(f)
+    }
 
     /// The checked form of [`Mapper::unmap`]: the precise error instead of a silent no-op.
     ///

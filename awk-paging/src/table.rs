@@ -8,8 +8,8 @@ use core::ptr::NonNull;
 
 use crate::arch::{table_index, Arch, Entry};
 use crate::{
-    Attrs, Flush, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, Policy, ProtectError, Tlb,
-    TranslateError, UnmapError, VirtAddr,
+    AddrError, Attrs, Flush, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, Policy,
+    ProtectError, Tlb, TranslateError, UnmapError, VirtAddr,
 };
 
 /// Where a virtual address leads.
@@ -386,18 +386,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// assert_eq!(unsafe { pt.unmap(va) }.unwrap_err(), UnmapError::NotMapped);
     /// ```
     pub unsafe fn unmap(&mut self, va: VirtAddr) -> Result<(Unmapped, Flush<T>), UnmapError> {
-        if !va.is_aligned(PageSize::Size4K) {
-            return Err(UnmapError::AddressNotAligned);
-        }
-        self.arch.check_va(va)?;
-        let hit = self.find(va).ok_or(UnmapError::InvalidPageTable)?;
-        let Entry::Leaf(frame) = hit.entry else {
-            return Err(UnmapError::NotMapped);
-        };
-        let size = PageSize::from_level(hit.level).ok_or(UnmapError::InvalidPageTable)?;
-        if !va.is_aligned(size) {
-            return Err(UnmapError::InsideHugePage(size));
-        }
+        let (hit, frame, size) = self.leaf_at(va)?;
         let attrs = self.arch.leaf_attrs(hit.raw, hit.level);
         // SAFETY: `hit.slot` points into a live table frame.
         unsafe { write_entry(hit.slot, 0) };
@@ -431,18 +420,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     ) -> Result<Flush<T>, ProtectError> {
         let attrs = attrs.into();
         attrs.validate(self.policy)?;
-        if !va.is_aligned(PageSize::Size4K) {
-            return Err(ProtectError::AddressNotAligned);
-        }
-        self.arch.check_va(va)?;
-        let hit = self.find(va).ok_or(ProtectError::InvalidPageTable)?;
-        let Entry::Leaf(frame) = hit.entry else {
-            return Err(ProtectError::NotMapped);
-        };
-        let size = PageSize::from_level(hit.level).ok_or(ProtectError::InvalidPageTable)?;
-        if !va.is_aligned(size) {
-            return Err(ProtectError::InsideHugePage(size));
-        }
+        let (hit, frame, _size) = self.leaf_at(va)?;
         let new = self.arch.leaf_entry(frame, hit.level, attrs);
         if self.arch.needs_break_before_make(hit.raw, new, hit.level) {
             // SAFETY: live slot; break, invalidate, then make.
@@ -535,6 +513,25 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     }
 
     // ---- internals -------------------------------------------------------------------------
+
+    /// The leaf mapping the page that starts at `va` (4 KiB-aligned, translated by this regime),
+    /// with its frame and size.
+    #[inline(always)]
+    fn leaf_at(&self, va: VirtAddr) -> Result<(Hit, PhyAddr, PageSize), LeafError> {
+        if !va.is_aligned(PageSize::Size4K) {
+            return Err(LeafError::NotAligned);
+        }
+        self.arch.check_va(va).map_err(LeafError::Addr)?;
+        let hit = self.find(va).ok_or(LeafError::InvalidTable)?;
+        let Entry::Leaf(frame) = hit.entry else {
+            return Err(LeafError::NotMapped);
+        };
+        let size = PageSize::from_level(hit.level).ok_or(LeafError::InvalidTable)?;
+        if !va.is_aligned(size) {
+            return Err(LeafError::InsideHugePage(size));
+        }
+        Ok((hit, frame, size))
+    }
 
     /// Pointer to entry `index` of the table at `table`.
     #[inline(always)]
@@ -702,6 +699,41 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         // SAFETY: caller's contract: the table is unreachable and ours.
         unsafe { self.frames.deallocate_frame(table) };
+    }
+}
+
+/// Why [`PageTable::leaf_at`] found no leaf starting at an address.
+enum LeafError {
+    NotAligned,
+    Addr(AddrError),
+    InvalidTable,
+    NotMapped,
+    InsideHugePage(PageSize),
+}
+
+impl From<LeafError> for UnmapError {
+    #[inline]
+    fn from(e: LeafError) -> Self {
+        match e {
+            LeafError::NotAligned => UnmapError::AddressNotAligned,
+            LeafError::Addr(a) => a.into(),
+            LeafError::InvalidTable => UnmapError::InvalidPageTable,
+            LeafError::NotMapped => UnmapError::NotMapped,
+            LeafError::InsideHugePage(s) => UnmapError::InsideHugePage(s),
+        }
+    }
+}
+
+impl From<LeafError> for ProtectError {
+    #[inline]
+    fn from(e: LeafError) -> Self {
+        match e {
+            LeafError::NotAligned => ProtectError::AddressNotAligned,
+            LeafError::Addr(a) => a.into(),
+            LeafError::InvalidTable => ProtectError::InvalidPageTable,
+            LeafError::NotMapped => ProtectError::NotMapped,
+            LeafError::InsideHugePage(s) => ProtectError::InsideHugePage(s),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use core::fmt::Write;
 
-use awk_paging::{Flags, Mapper, PageSize, PhyAddr, Tlb, VirtAddr};
+use awk_paging::{ActiveTable, Flags, Mapper, PageSize, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::{AArch64, TlbEl1};
 use qemu_tests::aarch64::{exit, init, mmu_on, Pl011};
 use qemu_tests::frames::data_frame;
@@ -20,7 +20,7 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     let tlb: &'static (dyn Tlb + Sync) = &TLB;
     let Ok(table) = mmu_on(tlb) else { exit(1) };
     let _ = writeln!(out, "MMU on with the crate's identity map");
-    let ok = AArch64::init(table).is_ok();
+    let ok = AArch64::install(table).is_ok();
     let (Some(data), Some(code)) = (data_frame(), data_frame()) else {
         exit(1)
     };

@@ -10,7 +10,7 @@
 use core::fmt::Write;
 
 use aarch64_cpu::registers::{Readable, MAIR_EL1, TTBR0_EL1};
-use awk_paging::{conformance, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
+use awk_paging::{conformance, ActiveTable, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::{mair, AArch64, A64};
 use qemu_tests::aarch64::probe::{self, FaultKind};
 use qemu_tests::aarch64::{exit, init, mmu_on, Pl011};
@@ -334,7 +334,7 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
             exit(EXIT_CRASH);
         }
     };
-    if AArch64::init(table).is_err() {
+    if AArch64::install(table).is_err() {
         let _ = writeln!(out, "AArch64::init failed");
         exit(EXIT_CRASH);
     }

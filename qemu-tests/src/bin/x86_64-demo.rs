@@ -5,7 +5,7 @@
 
 use core::fmt::Write;
 
-use awk_paging::{Flags, FrameAllocator, Mapper, PageSize, PhyAddr, Tlb, VirtAddr};
+use awk_paging::{ActiveTable, Flags, FrameAllocator, Mapper, PageSize, PhyAddr, Tlb, VirtAddr};
 use awk_paging_x86_64::{Invlpg, X86, X86_64};
 use qemu_tests::frames::{data_frame, PoolFrames};
 use qemu_tests::x86_64::{boot_pml4_phys, exit, init, Com1};
