@@ -24,6 +24,8 @@ pub mod expect {
 pub mod bare_harness;
 #[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod frames;
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod live;
 
 #[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;

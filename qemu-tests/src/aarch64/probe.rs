@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use aarch64_cpu::registers::{Readable, FAR_EL1};
 
 use super::exceptions::{exception_class, Frame};
+use crate::live::{Fault, FaultKind};
 
 core::arch::global_asm!(
     r#"
@@ -59,32 +60,6 @@ extern "C" {
     static probe_write_resume: u8;
 }
 
-/// What kind of abort happened (from ESR_EL1's fault status code).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// Translation fault (no valid descriptor).
-    Translation,
-    /// Permission fault on a data access.
-    Permission,
-    /// Permission fault on an instruction fetch (execute-never).
-    InstructionPermission,
-    /// Access-flag fault.
-    AccessFlag,
-    /// Anything else.
-    Other,
-}
-
-/// A recorded abort.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fault {
-    /// FAR_EL1.
-    pub addr: u64,
-    /// Classified ESR.
-    pub kind: FaultKind,
-    /// Raw ESR_EL1.
-    pub esr: u64,
-}
-
 static EXEC_TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
 static EXEC_ARMED: AtomicBool = AtomicBool::new(false);
 static LAST_ADDR: AtomicU64 = AtomicU64::new(0);
@@ -93,17 +68,19 @@ static LAST_ESR: AtomicU64 = AtomicU64::new(0);
 fn last_fault() -> Fault {
     let esr = LAST_ESR.load(Ordering::SeqCst);
     let fsc = esr & 0x3f;
+    // DFSC/IFSC 0b0001LL translation, 0b0011LL permission; a data-abort permission fault on a
+    // write (ESR.WnR, bit 6) is a denied write.
+    let write = esr & (1 << 6) != 0;
     let kind = match (exception_class(esr), fsc >> 2) {
-        (_, 0b0001) => FaultKind::Translation,
-        (_, 0b0010) => FaultKind::AccessFlag,
-        (0x21, 0b0011) => FaultKind::InstructionPermission,
-        (0x25, 0b0011) => FaultKind::Permission,
+        (_, 0b0001) => FaultKind::NotMapped,
+        (0x21, 0b0011) => FaultKind::ExecDenied,
+        (0x25, 0b0011) if write => FaultKind::WriteDenied,
         _ => FaultKind::Other,
     };
     Fault {
         addr: LAST_ADDR.load(Ordering::SeqCst),
         kind,
-        esr,
+        raw: esr,
     }
 }
 

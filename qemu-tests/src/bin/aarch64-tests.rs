@@ -12,16 +12,13 @@ use core::fmt::Write;
 use aarch64_cpu::registers::{Readable, MAIR_EL1, TTBR0_EL1};
 use awk_paging::{conformance, ActiveTable, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::{mair, AArch64, A64};
-use qemu_tests::aarch64::probe::{self, FaultKind};
+use qemu_tests::aarch64::probe;
 use qemu_tests::aarch64::{exit, init, mmu_on, Pl011};
 use qemu_tests::bare_harness::BareHarness;
 use qemu_tests::expect::aarch64 as expect;
-use qemu_tests::frames::data_frame;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_CRASH, EXIT_FAILURE, EXIT_SUCCESS};
-use qemu_tests::{ensure, ensure_eq, fail};
-
-/// Test mappings live here: far from the identity map of RAM.
-const WINDOW: u64 = 0x0000_2000_0000_0000;
+use qemu_tests::live::{self, frame, va, Machine};
+use qemu_tests::{ensure, ensure_eq};
 
 const BAD_VAS: &[(VirtAddr, AddrError)] = &[
     (
@@ -36,136 +33,35 @@ static TLB: awk_paging_aarch64::TlbEl1 = awk_paging_aarch64::TlbEl1 { asid: None
 #[cfg(feature = "no-tlb-flush")]
 static TLB: awk_paging::NoTlb = awk_paging::NoTlb;
 
-fn va(n: u64) -> VirtAddr {
-    VirtAddr::new(WINDOW + n * 0x1000)
-}
+/// The AArch64 side of the shared live tests.
+struct Virt;
 
-fn frame() -> Result<PhyAddr, Failure> {
-    data_frame().ok_or_else(|| Failure::new(format_args!("frame pool empty")))
+impl Machine for Virt {
+    type Mapper = AArch64;
+    const RET: u64 = 0xd65f_03c0;
+    fn read(addr: u64) -> Result<u64, live::Fault> {
+        probe::read(addr)
+    }
+    fn write(addr: u64, value: u64) -> Result<(), live::Fault> {
+        probe::write(addr, value)
+    }
+    fn exec(addr: u64) -> Result<(), live::Fault> {
+        probe::exec(addr)
+    }
+    fn sync_icache(addr: u64) {
+        // SAFETY: cache maintenance by VA of mapped memory; barriers.
+        unsafe {
+            core::arch::asm!("dc cvau, {a}", "dsb ish", "ic iallu", "dsb ish", "isb", a = in(reg) addr, options(nostack));
+        }
+    }
 }
 
 fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
-    // SAFETY: test window and pool frames only.
-    unsafe { AArch64::map(v, p, f) }.map_err(|e| Failure::new(format_args!("map {v:?}: {e}")))
+    live::map::<Virt>(v, p, f)
 }
 
 fn unmap(v: VirtAddr) {
-    // SAFETY: test window.
-    unsafe { AArch64::unmap(v) };
-}
-
-fn live_write_then_read_both_ways() -> Result<(), Failure> {
-    let (v, f) = (va(0), frame()?);
-    map(v, f, Flags::RW)?;
-    ensure!(
-        probe::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
-        "write through new mapping"
-    );
-    ensure_eq!(
-        probe::read(f.as_u64()),
-        Ok(0x1111_2222_3333_4444),
-        "read through identity"
-    );
-    ensure!(
-        probe::write(f.as_u64() + 8, 0x5555).is_ok(),
-        "write through identity"
-    );
-    ensure_eq!(
-        probe::read(v.as_u64() + 8),
-        Ok(0x5555),
-        "read through new mapping"
-    );
-    ensure_eq!(
-        AArch64::vm_to_phy(VirtAddr::new(v.as_u64() + 8)),
-        Some(PhyAddr::new(f.as_u64() + 8)),
-        "vm_to_phy"
-    );
-    unmap(v);
-    Ok(())
-}
-
-fn remap_visible_after_flush() -> Result<(), Failure> {
-    let (v, f1, f2) = (va(1), frame()?, frame()?);
-    ensure!(
-        probe::write(f1.as_u64(), 0xaaaa).is_ok() && probe::write(f2.as_u64(), 0xbbbb).is_ok(),
-        "fill frames"
-    );
-    map(v, f1, Flags::RO)?;
-    ensure_eq!(
-        probe::read(v.as_u64()),
-        Ok(0xaaaa),
-        "first frame (now cached in the TLB)"
-    );
-    unmap(v);
-    map(v, f2, Flags::RO)?;
-    ensure_eq!(
-        probe::read(v.as_u64()),
-        Ok(0xbbbb),
-        "after remap (stale TLB entry if not flushed)"
-    );
-    unmap(v);
-    Ok(())
-}
-
-fn unmapped_page_faults() -> Result<(), Failure> {
-    let v = va(2).as_u64() + 0x18;
-    match probe::read(v) {
-        Err(f) => ensure_eq!((f.addr, f.kind), (v, FaultKind::Translation), "abort"),
-        Ok(x) => fail!("read {x:#x} from an unmapped page"),
-    }
-    Ok(())
-}
-
-fn write_to_read_only_faults() -> Result<(), Failure> {
-    let (v, f) = (va(3), frame()?);
-    map(v, f, Flags::RO)?;
-    ensure!(probe::read(v.as_u64()).is_ok(), "read of read-only page");
-    let target = v.as_u64() + 0x40;
-    match probe::write(target, 1) {
-        Err(a) => {
-            ensure_eq!((a.addr, a.kind), (target, FaultKind::Permission), "abort");
-            ensure!(
-                a.esr & (1 << 6) != 0,
-                "ESR.WnR set for a write ({:#x})",
-                a.esr
-            );
-        }
-        Ok(()) => fail!("wrote to a read-only page"),
-    }
-    unmap(v);
-    Ok(())
-}
-
-/// Makes freshly written instructions visible to instruction fetch.
-fn sync_icache(addr: u64) {
-    // SAFETY: cache maintenance by VA of mapped memory; barriers.
-    unsafe {
-        core::arch::asm!("dc cvau, {a}", "dsb ish", "ic iallu", "dsb ish", "isb", a = in(reg) addr, options(nostack));
-    }
-}
-
-fn execute_from_no_execute_faults() -> Result<(), Failure> {
-    let (code, data, f) = (va(4), va(5), frame()?);
-    ensure!(probe::write(f.as_u64(), 0xd65f_03c0).is_ok(), "write `ret`");
-    sync_icache(f.as_u64());
-    map(code, f, Flags::RX)?;
-    map(data, f, Flags::RO)?;
-    ensure_eq!(
-        probe::exec(code.as_u64()),
-        Ok(()),
-        "executable mapping runs `ret`"
-    );
-    match probe::exec(data.as_u64()) {
-        Err(a) => ensure_eq!(
-            (a.addr, a.kind),
-            (data.as_u64(), FaultKind::InstructionPermission),
-            "abort"
-        ),
-        Ok(()) => fail!("executed from an execute-never page"),
-    }
-    unmap(code);
-    unmap(data);
-    Ok(())
+    live::unmap::<Virt>(v);
 }
 
 fn pl011_through_device_mapping() -> Result<(), Failure> {
@@ -269,23 +165,23 @@ fn mmu_attributes_for_all_flags() -> Result<(), Failure> {
 const LIVE: &[Test] = &[
     Test {
         name: "live::write_then_read_both_ways",
-        run: live_write_then_read_both_ways,
+        run: live::write_then_read_both_ways::<Virt>,
     },
     Test {
         name: "live::remap_visible_after_flush",
-        run: remap_visible_after_flush,
+        run: live::remap_visible_after_flush::<Virt>,
     },
     Test {
         name: "live::unmapped_page_faults",
-        run: unmapped_page_faults,
+        run: live::unmapped_page_faults::<Virt>,
     },
     Test {
         name: "live::write_to_read_only_faults",
-        run: write_to_read_only_faults,
+        run: live::write_to_read_only_faults::<Virt>,
     },
     Test {
         name: "live::execute_from_no_execute_faults",
-        run: execute_from_no_execute_faults,
+        run: live::execute_from_no_execute_faults::<Virt>,
     },
     Test {
         name: "live::pl011_through_device_mapping",

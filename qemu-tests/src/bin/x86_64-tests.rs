@@ -14,15 +14,13 @@ use awk_paging::{
 use awk_paging_x86_64::{X86, X86_64};
 use qemu_tests::bare_harness::BareHarness;
 use qemu_tests::expect::x86_64 as expect;
-use qemu_tests::frames::{data_frame, PoolFrames};
+use qemu_tests::frames::PoolFrames;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_FAILURE, EXIT_SUCCESS};
-use qemu_tests::x86_64::probe::{self, FaultKind};
+use qemu_tests::live::{self, frame, va, Machine};
+use qemu_tests::x86_64::probe;
 use qemu_tests::x86_64::{boot_pml4_phys, exit, init, Com1};
 use qemu_tests::{ensure, ensure_eq, fail};
 use x86_64::structures::paging::{OffsetPageTable, PageTable};
-
-/// Test mappings live here: far from the 1 GiB identity map.
-const WINDOW: u64 = 0x0000_2000_0000_0000;
 
 const BAD_VAS: &[(VirtAddr, AddrError)] = &[
     (
@@ -42,129 +40,25 @@ static TLB: awk_paging_x86_64::Invlpg = awk_paging_x86_64::Invlpg;
 #[cfg(feature = "no-tlb-flush")]
 static TLB: awk_paging::NoTlb = awk_paging::NoTlb;
 
-fn va(n: u64) -> VirtAddr {
-    VirtAddr::new(WINDOW + n * 0x1000)
-}
+/// The x86_64 side of the shared live tests.
+struct Pc;
 
-fn frame() -> Result<PhyAddr, Failure> {
-    data_frame().ok_or_else(|| Failure::new(format_args!("frame pool empty")))
+impl Machine for Pc {
+    type Mapper = X86;
+    const RET: u64 = 0xc3;
+    fn read(addr: u64) -> Result<u64, live::Fault> {
+        probe::read(addr)
+    }
+    fn write(addr: u64, value: u64) -> Result<(), live::Fault> {
+        probe::write(addr, value)
+    }
+    fn exec(addr: u64) -> Result<(), live::Fault> {
+        probe::exec(addr)
+    }
 }
 
 fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
-    // SAFETY: test window and pool frames only.
-    unsafe { X86::map(v, p, f) }.map_err(|e| Failure::new(format_args!("map {v:?}: {e}")))
-}
-
-fn live_write_then_read_both_ways() -> Result<(), Failure> {
-    let (v, f) = (va(0), frame()?);
-    map(v, f, Flags::RW)?;
-    // Through the new mapping, read back through the identity map, and the reverse.
-    ensure!(
-        probe::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
-        "write through new mapping"
-    );
-    ensure_eq!(
-        probe::read(f.as_u64()),
-        Ok(0x1111_2222_3333_4444),
-        "read through identity"
-    );
-    ensure!(
-        probe::write(f.as_u64() + 8, 0x5555).is_ok(),
-        "write through identity"
-    );
-    ensure_eq!(
-        probe::read(v.as_u64() + 8),
-        Ok(0x5555),
-        "read through new mapping"
-    );
-    ensure_eq!(
-        X86::vm_to_phy(VirtAddr::new(v.as_u64() + 8)),
-        Some(PhyAddr::new(f.as_u64() + 8)),
-        "vm_to_phy"
-    );
-    // SAFETY: test window.
-    unsafe { X86::unmap(v) };
-    Ok(())
-}
-
-fn remap_visible_after_flush() -> Result<(), Failure> {
-    let (v, f1, f2) = (va(1), frame()?, frame()?);
-    ensure!(
-        probe::write(f1.as_u64(), 0xaaaa).is_ok() && probe::write(f2.as_u64(), 0xbbbb).is_ok(),
-        "fill frames"
-    );
-    map(v, f1, Flags::RO)?;
-    ensure_eq!(
-        probe::read(v.as_u64()),
-        Ok(0xaaaa),
-        "first frame (now cached in the TLB)"
-    );
-    // SAFETY: test window.
-    unsafe { X86::unmap(v) };
-    map(v, f2, Flags::RO)?;
-    ensure_eq!(
-        probe::read(v.as_u64()),
-        Ok(0xbbbb),
-        "after remap (stale TLB entry if not flushed)"
-    );
-    // SAFETY: test window.
-    unsafe { X86::unmap(v) };
-    Ok(())
-}
-
-fn unmapped_page_faults() -> Result<(), Failure> {
-    let v = va(2).as_u64() + 0x18;
-    match probe::read(v) {
-        Err(f) => {
-            ensure_eq!((f.addr, f.kind), (v, FaultKind::NotPresent), "fault");
-            Ok(())
-        }
-        Ok(x) => fail!("read {x:#x} from an unmapped page"),
-    }
-}
-
-fn write_to_read_only_faults() -> Result<(), Failure> {
-    let (v, f) = (va(3), frame()?);
-    map(v, f, Flags::RO)?;
-    ensure!(probe::read(v.as_u64()).is_ok(), "read of read-only page");
-    let target = v.as_u64() + 0x40;
-    match probe::write(target, 1) {
-        Err(fault) => ensure_eq!(
-            (fault.addr, fault.kind),
-            (target, FaultKind::WriteProtection),
-            "fault"
-        ),
-        Ok(()) => fail!("wrote to a read-only page"),
-    }
-    // SAFETY: test window.
-    unsafe { X86::unmap(v) };
-    Ok(())
-}
-
-fn execute_from_no_execute_faults() -> Result<(), Failure> {
-    let (code, data, f) = (va(4), va(5), frame()?);
-    ensure!(probe::write(f.as_u64(), 0xc3).is_ok(), "write `ret`");
-    map(code, f, Flags::RX)?;
-    map(data, f, Flags::RO)?;
-    ensure_eq!(
-        probe::exec(code.as_u64()),
-        Ok(()),
-        "executable mapping runs `ret`"
-    );
-    match probe::exec(data.as_u64()) {
-        Err(fault) => ensure_eq!(
-            (fault.addr, fault.kind),
-            (data.as_u64(), FaultKind::NoExecute),
-            "fault"
-        ),
-        Ok(()) => fail!("executed from a no-execute page"),
-    }
-    // SAFETY: test window.
-    unsafe {
-        X86::unmap(code);
-        X86::unmap(data);
-    }
-    Ok(())
+    live::map::<Pc>(v, p, f)
 }
 
 fn ioapic_through_device_mapping() -> Result<(), Failure> {
@@ -279,23 +173,23 @@ fn conformance_suite(out: &mut Com1, summary: &mut Summary) {
 const LIVE: &[Test] = &[
     Test {
         name: "live::write_then_read_both_ways",
-        run: live_write_then_read_both_ways,
+        run: live::write_then_read_both_ways::<Pc>,
     },
     Test {
         name: "live::remap_visible_after_flush",
-        run: remap_visible_after_flush,
+        run: live::remap_visible_after_flush::<Pc>,
     },
     Test {
         name: "live::unmapped_page_faults",
-        run: unmapped_page_faults,
+        run: live::unmapped_page_faults::<Pc>,
     },
     Test {
         name: "live::write_to_read_only_faults",
-        run: write_to_read_only_faults,
+        run: live::write_to_read_only_faults::<Pc>,
     },
     Test {
         name: "live::execute_from_no_execute_faults",
-        run: execute_from_no_execute_faults,
+        run: live::execute_from_no_execute_faults::<Pc>,
     },
     Test {
         name: "live::ioapic_through_device_mapping",

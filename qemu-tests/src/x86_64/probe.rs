@@ -5,6 +5,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::interrupts::Frame;
+use crate::live::{Fault, FaultKind};
 
 core::arch::global_asm!(
     r#"
@@ -56,30 +57,6 @@ extern "C" {
     static probe_write_resume: u8;
 }
 
-/// What kind of page fault happened (from the error code).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    /// No present entry (error code P = 0).
-    NotPresent,
-    /// A write to a present, read-only page.
-    WriteProtection,
-    /// An instruction fetch from a present, no-execute page.
-    NoExecute,
-    /// Another protection violation.
-    Other,
-}
-
-/// A recorded page fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fault {
-    /// CR2: the faulting address.
-    pub addr: u64,
-    /// Classified error code.
-    pub kind: FaultKind,
-    /// Raw error code.
-    pub error: u64,
-}
-
 static EXEC_TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
 static EXEC_ARMED: AtomicBool = AtomicBool::new(false);
 static LAST_ADDR: AtomicU64 = AtomicU64::new(0);
@@ -87,16 +64,17 @@ static LAST_ERROR: AtomicU64 = AtomicU64::new(0);
 
 fn last_fault() -> Fault {
     let error = LAST_ERROR.load(Ordering::SeqCst);
+    // Error code: P (bit 0) present, W/R (bit 1) write, I/D (bit 4) instruction fetch.
     let kind = match (error & 1 != 0, error & 2 != 0, error & 0x10 != 0) {
-        (false, _, _) => FaultKind::NotPresent,
-        (true, _, true) => FaultKind::NoExecute,
-        (true, true, false) => FaultKind::WriteProtection,
+        (false, _, _) => FaultKind::NotMapped,
+        (true, _, true) => FaultKind::ExecDenied,
+        (true, true, false) => FaultKind::WriteDenied,
         _ => FaultKind::Other,
     };
     Fault {
         addr: LAST_ADDR.load(Ordering::SeqCst),
         kind,
-        error,
+        raw: error,
     }
 }
 

@@ -1,0 +1,179 @@
+//! The live-table tests both kernels run through the seed [`Mapper`] API on the tables the MMU
+//! walks. A kernel describes its machine with [`Machine`]; each test is generic over it and is
+//! listed by the kernel as `live::some_test::<TheMachine>`.
+
+use awk_paging::{Flags, Mapper, PhyAddr, VirtAddr};
+
+use crate::frames::data_frame;
+use crate::harness::Failure;
+use crate::{ensure, ensure_eq, fail};
+
+/// What an expected fault was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// No valid entry (x86 not-present, Arm translation fault).
+    NotMapped,
+    /// A write the entry forbids.
+    WriteDenied,
+    /// An instruction fetch the entry forbids.
+    ExecDenied,
+    /// Anything else (access flag, other permission faults).
+    Other,
+}
+
+/// A fault recorded by a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The faulting address (CR2 / FAR_EL1).
+    pub addr: u64,
+    /// Its classification.
+    pub kind: FaultKind,
+    /// The raw syndrome (x86 error code / ESR_EL1).
+    pub raw: u64,
+}
+
+/// One machine's side of the live tests.
+pub trait Machine {
+    /// The seed API on the live table.
+    type Mapper: Mapper;
+    /// Reads 8 bytes, or reports the fault.
+    fn read(addr: u64) -> Result<u64, Fault>;
+    /// Writes 8 bytes, or reports the fault.
+    fn write(addr: u64, value: u64) -> Result<(), Fault>;
+    /// Calls `addr` (a return instruction if executable), or reports the fault.
+    fn exec(addr: u64) -> Result<(), Fault>;
+    /// The return instruction, little-endian, as written to memory.
+    const RET: u64;
+    /// Makes instructions written through `addr` visible to instruction fetch.
+    fn sync_icache(_addr: u64) {}
+}
+
+/// Test mappings live here: far from the kernels' identity maps.
+const WINDOW: u64 = 0x0000_2000_0000_0000;
+
+/// The `n`-th page of the test window.
+pub fn va(n: u64) -> VirtAddr {
+    VirtAddr::new(WINDOW + n * 0x1000)
+}
+
+/// A data frame from the pool.
+pub fn frame() -> Result<PhyAddr, Failure> {
+    data_frame().ok_or_else(|| Failure::new(format_args!("frame pool empty")))
+}
+
+/// Maps one page through the seed API.
+pub fn map<M: Machine>(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
+    // SAFETY: test window and pool frames only.
+    unsafe { M::Mapper::map(v, p, f) }.map_err(|e| Failure::new(format_args!("map {v:?}: {e}")))
+}
+
+/// Unmaps one page through the seed API.
+pub fn unmap<M: Machine>(v: VirtAddr) {
+    // SAFETY: test window.
+    unsafe { M::Mapper::unmap(v) };
+}
+
+/// Write through a new mapping, read through the identity map; and the reverse.
+pub fn write_then_read_both_ways<M: Machine>() -> Result<(), Failure> {
+    let (v, f) = (va(0), frame()?);
+    map::<M>(v, f, Flags::RW)?;
+    ensure!(
+        M::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
+        "write through new mapping"
+    );
+    ensure_eq!(
+        M::read(f.as_u64()),
+        Ok(0x1111_2222_3333_4444),
+        "read through identity"
+    );
+    ensure!(
+        M::write(f.as_u64() + 8, 0x5555).is_ok(),
+        "write through identity"
+    );
+    ensure_eq!(
+        M::read(v.as_u64() + 8),
+        Ok(0x5555),
+        "read through new mapping"
+    );
+    let back = M::Mapper::vm_to_phy(VirtAddr::new(v.as_u64() + 8));
+    ensure_eq!(back, Some(PhyAddr::new(f.as_u64() + 8)), "vm_to_phy");
+    unmap::<M>(v);
+    Ok(())
+}
+
+/// Remap a page to another frame: reads see the new frame (the flush works). Fails when the
+/// kernel is built with `no-tlb-flush` (the negative control).
+pub fn remap_visible_after_flush<M: Machine>() -> Result<(), Failure> {
+    let (v, f1, f2) = (va(1), frame()?, frame()?);
+    ensure!(
+        M::write(f1.as_u64(), 0xaaaa).is_ok() && M::write(f2.as_u64(), 0xbbbb).is_ok(),
+        "fill frames"
+    );
+    map::<M>(v, f1, Flags::RO)?;
+    ensure_eq!(
+        M::read(v.as_u64()),
+        Ok(0xaaaa),
+        "first frame (now cached in the TLB)"
+    );
+    unmap::<M>(v);
+    map::<M>(v, f2, Flags::RO)?;
+    ensure_eq!(
+        M::read(v.as_u64()),
+        Ok(0xbbbb),
+        "after remap (stale TLB entry if not flushed)"
+    );
+    unmap::<M>(v);
+    Ok(())
+}
+
+/// A read from an unmapped page faults at that address.
+pub fn unmapped_page_faults<M: Machine>() -> Result<(), Failure> {
+    let v = va(2).as_u64() + 0x18;
+    match M::read(v) {
+        Err(f) => ensure_eq!((f.addr, f.kind), (v, FaultKind::NotMapped), "fault"),
+        Ok(x) => fail!("read {x:#x} from an unmapped page"),
+    }
+    Ok(())
+}
+
+/// A write to a read-only page faults at that address; reads work.
+pub fn write_to_read_only_faults<M: Machine>() -> Result<(), Failure> {
+    let (v, f) = (va(3), frame()?);
+    map::<M>(v, f, Flags::RO)?;
+    ensure!(M::read(v.as_u64()).is_ok(), "read of read-only page");
+    let target = v.as_u64() + 0x40;
+    match M::write(target, 1) {
+        Err(fault) => ensure_eq!(
+            (fault.addr, fault.kind),
+            (target, FaultKind::WriteDenied),
+            "fault"
+        ),
+        Ok(()) => fail!("wrote to a read-only page"),
+    }
+    unmap::<M>(v);
+    Ok(())
+}
+
+/// Code runs from an executable mapping of a frame and faults from a no-execute one.
+pub fn execute_from_no_execute_faults<M: Machine>() -> Result<(), Failure> {
+    let (code, data, f) = (va(4), va(5), frame()?);
+    ensure!(
+        M::write(f.as_u64(), M::RET).is_ok(),
+        "write the return instruction"
+    );
+    M::sync_icache(f.as_u64());
+    map::<M>(code, f, Flags::RX)?;
+    map::<M>(data, f, Flags::RO)?;
+    ensure_eq!(M::exec(code.as_u64()), Ok(()), "executable mapping runs");
+    match M::exec(data.as_u64()) {
+        Err(fault) => ensure_eq!(
+            (fault.addr, fault.kind),
+            (data.as_u64(), FaultKind::ExecDenied),
+            "fault"
+        ),
+        Ok(()) => fail!("executed from a no-execute page"),
+    }
+    unmap::<M>(code);
+    unmap::<M>(data);
+    Ok(())
+}
