@@ -2,7 +2,7 @@
 //! walks. A kernel describes its machine with [`Machine`]; each test is generic over it and is
 //! listed by the kernel as `live::some_test::<TheMachine>`.
 
-use awk_paging::{Flags, Mapper, PhyAddr, VirtAddr};
+use awk_paging::{ActiveTable, Flags, Mapper, PageSize, PhyAddr, VirtAddr};
 
 use crate::frames::data_frame;
 use crate::harness::Failure;
@@ -34,8 +34,11 @@ pub struct Fault {
 
 /// One machine's side of the live tests.
 pub trait Machine {
-    /// The seed API on the live table.
-    type Mapper: Mapper;
+    /// The seed API on the live table (and, through [`ActiveTable::with_table`], the instance
+    /// API on the same table).
+    type Mapper: Mapper + ActiveTable;
+    /// A 2 MiB-aligned, identity-mapped RAM region nothing else uses.
+    const SPARE_2M: u64;
     /// Reads 8 bytes, or reports the fault.
     fn read(addr: u64) -> Result<u64, Fault>;
     /// Writes 8 bytes, or reports the fault.
@@ -175,5 +178,60 @@ pub fn execute_from_no_execute_faults<M: Machine>() -> Result<(), Failure> {
     }
     unmap::<M>(code);
     unmap::<M>(data);
+    Ok(())
+}
+
+/// The instance API on the live table: a 2 MiB page mapped, read through at an offset,
+/// write-protected, then unmapped — each step made visible by flushing its token.
+pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
+    let (v, pa) = (
+        VirtAddr::new(WINDOW + 0x4000_0000),
+        PhyAddr::new(M::SPARE_2M),
+    );
+    let off = 0x1_2340;
+    ensure!(
+        M::write(pa.as_u64() + off, 0x600d_f00d).is_ok(),
+        "write through identity"
+    );
+    let mapped = M::Mapper::with_table(|t| {
+        // SAFETY: a fresh window address over a spare RAM region.
+        unsafe { t.map(v, pa, PageSize::Size2M, Flags::RW) }.map(|token| token.flush())
+    });
+    ensure_eq!(mapped, Some(Ok(())), "map 2 MiB");
+    ensure_eq!(
+        M::read(v.as_u64() + off),
+        Ok(0x600d_f00d),
+        "read through the huge page"
+    );
+    let t = M::Mapper::with_table(|t| {
+        t.translate(VirtAddr::new(v.as_u64() + off))
+            .map(|t| (t.pa, t.size))
+    });
+    ensure_eq!(
+        t,
+        Some(Ok((PhyAddr::new(pa.as_u64() + off), PageSize::Size2M))),
+        "translate"
+    );
+    let protected = M::Mapper::with_table(|t| {
+        // SAFETY: as above.
+        unsafe { t.update_flags(v, Flags::RO) }.map(|token| token.flush())
+    });
+    ensure_eq!(protected, Some(Ok(())), "update_flags to read-only");
+    match M::write(v.as_u64() + 8, 1) {
+        Err(f) => ensure_eq!(f.kind, FaultKind::WriteDenied, "write after protect"),
+        Ok(()) => fail!("wrote through a page made read-only"),
+    }
+    let gone = M::Mapper::with_table(|t| {
+        // SAFETY: as above.
+        unsafe { t.unmap(v) }.map(|(gone, token)| {
+            token.flush();
+            (gone.frame, gone.size)
+        })
+    });
+    ensure_eq!(gone, Some(Ok((pa, PageSize::Size2M))), "unmap");
+    match M::read(v.as_u64() + off) {
+        Err(f) => ensure_eq!(f.kind, FaultKind::NotMapped, "read after unmap"),
+        Ok(x) => fail!("read {x:#x} after unmap"),
+    }
     Ok(())
 }

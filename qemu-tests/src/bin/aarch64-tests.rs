@@ -38,6 +38,7 @@ struct Virt;
 
 impl Machine for Virt {
     type Mapper = AArch64;
+    const SPARE_2M: u64 = 0x4800_0000;
     const RET: u64 = 0xd65f_03c0;
     fn read(addr: u64) -> Result<u64, live::Fault> {
         probe::read(addr)
@@ -163,6 +164,10 @@ fn mmu_attributes_for_all_flags() -> Result<(), Failure> {
 }
 
 const LIVE: &[Test] = &[
+    Test {
+        name: "live::instance_api_huge_page_lifecycle",
+        run: live::instance_api_huge_page_lifecycle::<Virt>,
+    },
     Test {
         name: "live::write_then_read_both_ways",
         run: live::write_then_read_both_ways::<Virt>,

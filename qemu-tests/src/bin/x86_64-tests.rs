@@ -45,6 +45,7 @@ struct Pc;
 
 impl Machine for Pc {
     type Mapper = X86;
+    const SPARE_2M: u64 = 0x0800_0000;
     const RET: u64 = 0xc3;
     fn read(addr: u64) -> Result<u64, live::Fault> {
         probe::read(addr)
@@ -171,6 +172,10 @@ fn conformance_suite(out: &mut Com1, summary: &mut Summary) {
 }
 
 const LIVE: &[Test] = &[
+    Test {
+        name: "live::instance_api_huge_page_lifecycle",
+        run: live::instance_api_huge_page_lifecycle::<Pc>,
+    },
     Test {
         name: "live::write_then_read_both_ways",
         run: live::write_then_read_both_ways::<Pc>,
