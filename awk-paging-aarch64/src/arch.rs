@@ -1,4 +1,38 @@
-//! The AArch64 stage-1 EL1&0 regime with the 4 KiB granule.
+//! The AArch64 stage-1 EL1&0 regime with the 4 KiB granule (Arm ARM D8 "The AArch64 Virtual
+//! Memory System Architecture").
+//!
+//! # Levels
+//!
+//! The shared walker numbers levels from the leaf; Arm numbers them from the root:
+//!
+//! | ours | Arm | entry size | bits\[1:0\] = 0b11 | bits\[1:0\] = 0b01 |
+//! |---|---|---|---|---|
+//! | 3 | L0 (48-bit root) | 512 GiB | table | reserved → invalid (no blocks without FEAT_LPA2) |
+//! | 2 | L1 (39-bit root) | 1 GiB | table | 1 GiB block |
+//! | 1 | L2 | 2 MiB | table | 2 MiB block |
+//! | 0 | L3 | 4 KiB | page | reserved → invalid |
+//!
+//! # Leaf encoding (Arm ARM D8.3 "Translation table descriptor formats")
+//!
+//! - AttrIndx from [`crate::mair::index_of`] of [`Flags::memory_type`](awk_paging::Flags::memory_type).
+//! - SH = 0b11 (inner shareable) for every leaf. Normal cacheable memory needs it for coherence
+//!   between CPUs; for Device and Normal non-cacheable memory the architecture ignores the SH
+//!   field and treats every access as Outer Shareable (Arm ARM, "Memory types and attributes"),
+//!   so the one value is harmless there and keeps break-before-make comparisons simple.
+//! - AF = 1 always: no Access-flag faults (the kernel does not track accesses).
+//! - AP\[2\] = 1 when not writable; AP\[1\] = 1 for user (EL0-accessible) pages.
+//! - Kernel pages (`user == false`) always have UXN = 1; executable kernel pages have PXN = 0.
+//!   User pages always have PXN = 1 (EL1 never runs EL0 code); executable user pages have UXN = 0.
+//!   Device memory is never executable (rejected before encoding, and forced XN here too).
+//! - nG = 1 unless the mapping is global.
+//!
+//! # Break-before-make
+//!
+//! Arm ARM D8.16.1 "Using break-before-make when updating translation table entries": replacing
+//! a valid entry by another valid one needs *invalid → TLBI → new* when the output address, the
+//! memory type or cacheability, the shareability or the nG bit changes. Permission-only changes
+//! (AP, UXN, PXN) may be written in place. [`A64`] therefore compares those fields directly
+//! (a superset of the core's default, which compares output address and [`MemoryType`]).
 
 use awk_paging::arch::{Arch, Entry};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
@@ -7,6 +41,13 @@ use crate::descriptor::{bits as b, OA_MASK};
 use crate::mair;
 
 /// Virtual address size (TnSZ = 64 − bits).
+///
+/// ```
+/// use awk_paging::arch::Arch;
+/// use awk_paging_aarch64::{Half, VaSize, A64};
+/// assert_eq!(A64::new(VaSize::Bits39, Half::Lower).levels(), 3);
+/// assert_eq!(A64::new(VaSize::Bits48, Half::Lower).levels(), 4);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VaSize {
     /// 39 bits, 3 levels (root at Arm level 1), T0SZ = 25.
@@ -31,6 +72,14 @@ impl VaSize {
 }
 
 /// Which half of the address space a table translates.
+///
+/// ```
+/// use awk_paging::{arch::Arch, AddrError, VirtAddr};
+/// use awk_paging_aarch64::{Half, VaSize, A64};
+/// let kernel = A64::new(VaSize::Bits48, Half::Upper);
+/// assert!(kernel.check_va(VirtAddr::new(0xffff_0000_0000_0000)).is_ok());
+/// assert_eq!(kernel.check_va(VirtAddr::new(0x1000)), Err(AddrError::OutOfRange));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Half {
     /// TTBR0: `0 .. 2^bits`.
@@ -104,12 +153,22 @@ impl A64 {
     }
 
     /// The VA size.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::{VaSize, A64};
+    /// assert_eq!(A64::default().va_size(), VaSize::Bits48);
+    /// ```
     #[must_use]
     pub const fn va_size(&self) -> VaSize {
         self.va
     }
 
     /// The half this table translates.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::{Half, A64};
+    /// assert_eq!(A64::default().half(), Half::Lower);
+    /// ```
     #[must_use]
     pub const fn half(&self) -> Half {
         self.half
@@ -120,8 +179,9 @@ impl A64 {
     const BBM_FIELDS: u64 = OA_MASK | b::ATTR_INDX_MASK | b::SH_MASK | b::NG;
 }
 
-// SAFETY: `decode` masks output addresses to bits 47:12 (below 2^48 >= 2^pa_bits for addresses
-// this type encodes); encodings follow the Arm ARM descriptor formats.
+// SAFETY: `decode` only returns output addresses below 2^pa_bits (wider ones decode as invalid,
+// as the hardware raises an Address size fault for them); encodings follow the Arm ARM
+// descriptor formats (D8.3).
 unsafe impl Arch for A64 {
     #[inline(always)]
     fn levels(&self) -> u8 {
@@ -153,18 +213,24 @@ unsafe impl Arch for A64 {
 
     #[inline(always)]
     fn decode(&self, raw: u64, level: u8) -> Entry {
+        let oa = raw & OA_MASK;
+        // An output address wider than the configured PA size is an Address size fault on the
+        // hardware: the walk stops there, exactly as for an invalid entry.
+        if oa >> self.pa_bits != 0 {
+            return Entry::Invalid;
+        }
         // bits[1:0]: 0b11 table (levels 3..1 here) or page (level 0 here); 0b01 block at
         // Arm levels 1 and 2 (our 2 and 1), reserved (invalid) elsewhere.
         match (raw & 0b11, level) {
-            (0b11, 0) => Entry::Leaf(PhyAddr::new(raw & OA_MASK)),
-            (0b11, _) => Entry::Table(PhyAddr::new(raw & OA_MASK)),
+            (0b11, 0) => Entry::Leaf(PhyAddr::new(oa)),
+            (0b11, _) => Entry::Table(PhyAddr::new(oa)),
             (0b01, 1 | 2) => {
                 let size = if level == 1 {
                     PageSize::Size2M
                 } else {
                     PageSize::Size1G
                 };
-                Entry::Leaf(PhyAddr::new(raw & OA_MASK & !size.offset_mask()))
+                Entry::Leaf(PhyAddr::new(oa & !size.offset_mask()))
             }
             _ => Entry::Invalid,
         }

@@ -87,13 +87,43 @@ mod fields {
 pub use fields::DESCRIPTOR;
 
 /// A descriptor value read or built through the bitfields.
+///
+/// ```
+/// use awk_paging::{arch::Arch, Flags, PhyAddr};
+/// use awk_paging_aarch64::descriptor::{Descriptor, DESCRIPTOR};
+/// use awk_paging_aarch64::{mair, A64};
+///
+/// let raw = A64::default().leaf_entry(PhyAddr::new(0x4000_0000), 0, Flags::DEVICE.into());
+/// let d = Descriptor::new(raw);
+/// assert!(d.is_set(DESCRIPTOR::VALID) && d.is_set(DESCRIPTOR::AF));
+/// assert_eq!(d.read(DESCRIPTOR::ATTR_INDX), u64::from(mair::DEVICE_NGNRE));
+/// assert_eq!(d.read_as_enum(DESCRIPTOR::AP), Some(DESCRIPTOR::AP::Value::RwEl1));
+/// assert!(d.is_set(DESCRIPTOR::UXN) && d.is_set(DESCRIPTOR::PXN));
+/// assert_eq!(d.read(DESCRIPTOR::OUTPUT_ADDR) << 12, 0x4000_0000);
+///
+/// let mut built = Descriptor::new(0);
+/// built.modify(DESCRIPTOR::VALID::SET + DESCRIPTOR::TYPE::TableOrPage);
+/// assert_eq!(built.get(), 0b11);
+/// ```
 pub type Descriptor = tock_registers::LocalRegisterCopy<u64, DESCRIPTOR::Register>;
 
 /// Mask of the output-address field (bits 47:12).
+///
+/// ```
+/// use awk_paging_aarch64::descriptor::{DESCRIPTOR, OA_MASK};
+/// assert_eq!(OA_MASK, DESCRIPTOR::OUTPUT_ADDR.mask << DESCRIPTOR::OUTPUT_ADDR.shift);
+/// ```
 pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// Single-bit masks taken from the bitfield definitions above (so those stay the one source of
 /// truth) for the encoder's hot path, where plain constants fold better than field arithmetic.
+///
+/// ```
+/// use awk_paging_aarch64::descriptor::bits;
+/// assert_eq!(bits::AP_RO, 1 << 7); // AP[2]
+/// assert_eq!(bits::AP_EL0, 1 << 6); // AP[1]
+/// assert_eq!(bits::UXN | bits::PXN, 0b11 << 53);
+/// ```
 pub mod bits {
     use super::DESCRIPTOR as D;
 

@@ -27,4 +27,17 @@ pub use mapper::{AArch64, KernelTable};
 pub use tlb::TlbEl1;
 
 /// One AArch64 address space: the shared [`awk_paging::PageTable`] over VMSAv8-64 descriptors.
+///
+/// ```
+/// use awk_paging::emu::EmuMemory;
+/// use awk_paging::{Flags, NoTlb, PageSize, PhyAddr, VirtAddr};
+/// use awk_paging_aarch64::{AArch64PageTable, Half, VaSize, A64};
+///
+/// let mem = EmuMemory::new(16);
+/// let regime = A64::new(VaSize::Bits39, Half::Lower);
+/// let mut pt: AArch64PageTable<_, _, _> = AArch64PageTable::new(regime, &mem, &mem, NoTlb).unwrap();
+/// let va = VirtAddr::new(0x40_0000_0000 - 0x4000_0000); // top 1 GiB of the 39-bit range
+/// unsafe { pt.map(va, PhyAddr::new(0x8000_0000), PageSize::Size1G, Flags::RW) }.unwrap().flush();
+/// assert_eq!(pt.translate(va).unwrap().size, PageSize::Size1G);
+/// ```
 pub type AArch64PageTable<M, F, T> = awk_paging::PageTable<A64, M, F, T>;

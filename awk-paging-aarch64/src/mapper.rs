@@ -5,7 +5,14 @@ use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, OffsetPhysMem, Tlb};
 
 use crate::{AArch64PageTable, A64};
 
-/// The kernel's active TTBR0 table as the static API holds it.
+/// The kernel's active TTBR0 table as the static API holds it: tables reached through a linear
+/// map ([`OffsetPhysMem`]), the kernel's frame allocator and TLB hook as `'static` trait objects
+/// (so one concrete type fits every kernel).
+///
+/// ```
+/// fn assert_send<T: Send>() {}
+/// assert_send::<awk_paging_aarch64::KernelTable>(); // so the global lock is `Sync`
+/// ```
 pub type KernelTable = AArch64PageTable<
     OffsetPhysMem,
     &'static mut (dyn FrameAllocator + Send),

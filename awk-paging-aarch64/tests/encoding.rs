@@ -14,16 +14,6 @@ use awk_paging_aarch64::{mair, mmu, Half, VaSize, A64};
 mod expect;
 use expect::*;
 
-fn flags_of(i: usize) -> Flags {
-    Flags {
-        execute: i & 1 != 0,
-        write: i & 2 != 0,
-        cache: i & 4 != 0,
-        write_through: i & 8 != 0,
-        device: i & 16 != 0,
-    }
-}
-
 /// An independent raw walk: returns the descriptor that maps `va` and its level (0 = L3).
 fn raw_walk(mem: &EmuMemory, root: PhyAddr, va: u64, levels: u8) -> Option<(u64, u8)> {
     let mut table = root.as_u64();
@@ -45,7 +35,7 @@ fn all_32_flag_combinations_encode_as_the_arm_arm_says() {
     let regime = A64::default();
     let mut pt = PageTable::new(regime, &mem, &mem, NoTlb).unwrap();
     for (i, expected) in TABLE.iter().enumerate() {
-        let flags = flags_of(i);
+        let flags = Flags::all_combinations()[i];
         let va = 0x0000_1000_0000_0000 + i as u64 * 0x1000;
         let pa = 0x4000_0000 + i as u64 * 0x1000;
         let got = unsafe { pt.map(VirtAddr::new(va), PhyAddr::new(pa), PageSize::Size4K, flags) }

@@ -15,16 +15,6 @@ use x86_64::structures::paging::Translate;
 mod expect;
 use expect::*;
 
-fn flags_of(i: usize) -> Flags {
-    Flags {
-        execute: i & 1 != 0,
-        write: i & 2 != 0,
-        cache: i & 4 != 0,
-        write_through: i & 8 != 0,
-        device: i & 16 != 0,
-    }
-}
-
 /// The raw leaf entry and size the `x86_64` crate's walker finds for `va`.
 fn walk_with_x86_64_crate<F: awk_paging::FrameAllocator>(
     pt: &mut PageTable<X86_64, awk_paging::OffsetPhysMem, F, NoTlb>,
@@ -57,7 +47,7 @@ fn all_32_flag_combinations_encode_as_the_sdm_says() {
     let mem = EmuMemory::new(64);
     let mut pt = PageTable::new(X86_64::new(), mem.offset_mapping(), &mem, NoTlb).unwrap();
     for (i, expected) in TABLE.iter().enumerate() {
-        let flags = flags_of(i);
+        let flags = Flags::all_combinations()[i];
         let va = VirtAddr::new(0x7000_0000_0000 + i as u64 * 0x1000);
         let pa = PhyAddr::new(0x1234_5000 + i as u64 * 0x1000);
         let got = unsafe { pt.map(va, pa, PageSize::Size4K, flags) }.map(|f| f.flush());

@@ -128,15 +128,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         };
         // SAFETY: `PhysMem` guarantees 4 KiB of writable memory for an allocated frame.
         unsafe { zero_frame(ptr) };
-        Ok(PageTable {
-            arch,
-            mem,
-            frames,
-            tlb,
-            root,
-            policy: Policy::default(),
-            leaf_table: Cell::new(None),
-        })
+        // SAFETY: a zeroed root is a valid empty table, reachable through `mem`, owned by us.
+        Ok(unsafe { Self::from_root(arch, mem, frames, tlb, root) })
     }
 
     /// Takes over existing tables rooted at `root` (e.g. the active CR3/TTBR0 tables).

@@ -26,6 +26,8 @@ pub mod bare_harness;
 pub mod frames;
 #[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod live;
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod probe;
 
 #[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;

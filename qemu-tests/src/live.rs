@@ -6,6 +6,7 @@ use awk_paging::{ActiveTable, Flags, Mapper, PageSize, PhyAddr, VirtAddr};
 
 use crate::frames::data_frame;
 use crate::harness::Failure;
+use crate::probe;
 use crate::{ensure, ensure_eq, fail};
 
 /// What an expected fault was.
@@ -39,12 +40,6 @@ pub trait Machine {
     type Mapper: Mapper + ActiveTable;
     /// A 2 MiB-aligned, identity-mapped RAM region nothing else uses.
     const SPARE_2M: u64;
-    /// Reads 8 bytes, or reports the fault.
-    fn read(addr: u64) -> Result<u64, Fault>;
-    /// Writes 8 bytes, or reports the fault.
-    fn write(addr: u64, value: u64) -> Result<(), Fault>;
-    /// Calls `addr` (a return instruction if executable), or reports the fault.
-    fn exec(addr: u64) -> Result<(), Fault>;
     /// The return instruction, little-endian, as written to memory.
     const RET: u64;
     /// Makes instructions written through `addr` visible to instruction fetch.
@@ -81,20 +76,20 @@ pub fn write_then_read_both_ways<M: Machine>() -> Result<(), Failure> {
     let (v, f) = (va(0), frame()?);
     map::<M>(v, f, Flags::RW)?;
     ensure!(
-        M::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
+        probe::write(v.as_u64(), 0x1111_2222_3333_4444).is_ok(),
         "write through new mapping"
     );
     ensure_eq!(
-        M::read(f.as_u64()),
+        probe::read(f.as_u64()),
         Ok(0x1111_2222_3333_4444),
         "read through identity"
     );
     ensure!(
-        M::write(f.as_u64() + 8, 0x5555).is_ok(),
+        probe::write(f.as_u64() + 8, 0x5555).is_ok(),
         "write through identity"
     );
     ensure_eq!(
-        M::read(v.as_u64() + 8),
+        probe::read(v.as_u64() + 8),
         Ok(0x5555),
         "read through new mapping"
     );
@@ -109,19 +104,19 @@ pub fn write_then_read_both_ways<M: Machine>() -> Result<(), Failure> {
 pub fn remap_visible_after_flush<M: Machine>() -> Result<(), Failure> {
     let (v, f1, f2) = (va(1), frame()?, frame()?);
     ensure!(
-        M::write(f1.as_u64(), 0xaaaa).is_ok() && M::write(f2.as_u64(), 0xbbbb).is_ok(),
+        probe::write(f1.as_u64(), 0xaaaa).is_ok() && probe::write(f2.as_u64(), 0xbbbb).is_ok(),
         "fill frames"
     );
     map::<M>(v, f1, Flags::RO)?;
     ensure_eq!(
-        M::read(v.as_u64()),
+        probe::read(v.as_u64()),
         Ok(0xaaaa),
         "first frame (now cached in the TLB)"
     );
     unmap::<M>(v);
     map::<M>(v, f2, Flags::RO)?;
     ensure_eq!(
-        M::read(v.as_u64()),
+        probe::read(v.as_u64()),
         Ok(0xbbbb),
         "after remap (stale TLB entry if not flushed)"
     );
@@ -132,7 +127,7 @@ pub fn remap_visible_after_flush<M: Machine>() -> Result<(), Failure> {
 /// A read from an unmapped page faults at that address.
 pub fn unmapped_page_faults<M: Machine>() -> Result<(), Failure> {
     let v = va(2).as_u64() + 0x18;
-    match M::read(v) {
+    match probe::read(v) {
         Err(f) => ensure_eq!((f.addr, f.kind), (v, FaultKind::NotMapped), "fault"),
         Ok(x) => fail!("read {x:#x} from an unmapped page"),
     }
@@ -143,9 +138,9 @@ pub fn unmapped_page_faults<M: Machine>() -> Result<(), Failure> {
 pub fn write_to_read_only_faults<M: Machine>() -> Result<(), Failure> {
     let (v, f) = (va(3), frame()?);
     map::<M>(v, f, Flags::RO)?;
-    ensure!(M::read(v.as_u64()).is_ok(), "read of read-only page");
+    ensure!(probe::read(v.as_u64()).is_ok(), "read of read-only page");
     let target = v.as_u64() + 0x40;
-    match M::write(target, 1) {
+    match probe::write(target, 1) {
         Err(fault) => ensure_eq!(
             (fault.addr, fault.kind),
             (target, FaultKind::WriteDenied),
@@ -161,14 +156,18 @@ pub fn write_to_read_only_faults<M: Machine>() -> Result<(), Failure> {
 pub fn execute_from_no_execute_faults<M: Machine>() -> Result<(), Failure> {
     let (code, data, f) = (va(4), va(5), frame()?);
     ensure!(
-        M::write(f.as_u64(), M::RET).is_ok(),
+        probe::write(f.as_u64(), M::RET).is_ok(),
         "write the return instruction"
     );
     M::sync_icache(f.as_u64());
     map::<M>(code, f, Flags::RX)?;
     map::<M>(data, f, Flags::RO)?;
-    ensure_eq!(M::exec(code.as_u64()), Ok(()), "executable mapping runs");
-    match M::exec(data.as_u64()) {
+    ensure_eq!(
+        probe::exec(code.as_u64()),
+        Ok(()),
+        "executable mapping runs"
+    );
+    match probe::exec(data.as_u64()) {
         Err(fault) => ensure_eq!(
             (fault.addr, fault.kind),
             (data.as_u64(), FaultKind::ExecDenied),
@@ -190,7 +189,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
     );
     let off = 0x1_2340;
     ensure!(
-        M::write(pa.as_u64() + off, 0x600d_f00d).is_ok(),
+        probe::write(pa.as_u64() + off, 0x600d_f00d).is_ok(),
         "write through identity"
     );
     let mapped = M::Mapper::with_table(|t| {
@@ -199,7 +198,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
     });
     ensure_eq!(mapped, Some(Ok(())), "map 2 MiB");
     ensure_eq!(
-        M::read(v.as_u64() + off),
+        probe::read(v.as_u64() + off),
         Ok(0x600d_f00d),
         "read through the huge page"
     );
@@ -217,7 +216,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
         unsafe { t.update_flags(v, Flags::RO) }.map(|token| token.flush())
     });
     ensure_eq!(protected, Some(Ok(())), "update_flags to read-only");
-    match M::write(v.as_u64() + 8, 1) {
+    match probe::write(v.as_u64() + 8, 1) {
         Err(f) => ensure_eq!(f.kind, FaultKind::WriteDenied, "write after protect"),
         Ok(()) => fail!("wrote through a page made read-only"),
     }
@@ -229,7 +228,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
         })
     });
     ensure_eq!(gone, Some(Ok((pa, PageSize::Size2M))), "unmap");
-    match M::read(v.as_u64() + off) {
+    match probe::read(v.as_u64() + off) {
         Err(f) => ensure_eq!(f.kind, FaultKind::NotMapped, "read after unmap"),
         Ok(x) => fail!("read {x:#x} after unmap"),
     }

@@ -106,18 +106,133 @@ pub fn exception_class(esr: u64) -> u64 {
     (esr >> 26) & 0x3f
 }
 
-fn class_name(ec: u64) -> &'static str {
+/// ESR_EL1.EC: instruction abort taken without a change in exception level.
+pub const EC_INSTRUCTION_ABORT: u64 = 0x21;
+/// ESR_EL1.EC: data abort taken without a change in exception level.
+pub const EC_DATA_ABORT: u64 = 0x25;
+
+/// A name for an exception class (ESR_EL1.EC).
+pub fn class_name(ec: u64) -> &'static str {
     match ec {
-        0x00 => "unknown",
+        0x00 => "unknown reason",
+        0x01 => "WFI/WFE",
+        0x07 => "SIMD/FP access",
+        0x0e => "illegal execution state",
         0x15 => "SVC",
+        0x16 => "HVC",
+        0x17 => "SMC",
+        0x18 => "MSR/MRS/system instruction",
         0x20 => "instruction abort (lower EL)",
         0x21 => "instruction abort",
         0x22 => "PC alignment",
         0x24 => "data abort (lower EL)",
         0x25 => "data abort",
         0x26 => "SP alignment",
+        0x2c => "FP exception",
+        0x2f => "SError",
+        0x30 | 0x31 => "breakpoint",
+        0x32 | 0x33 => "software step",
+        0x34 | 0x35 => "watchpoint",
         0x3c => "BRK",
         _ => "other",
+    }
+}
+
+/// The vector a [`Frame::kind`] names (0..=15 in table order).
+pub fn vector_name(kind: u64) -> &'static str {
+    const NAMES: [&str; 16] = [
+        "current EL, SP0: synchronous",
+        "current EL, SP0: IRQ",
+        "current EL, SP0: FIQ",
+        "current EL, SP0: SError",
+        "current EL, SPx: synchronous",
+        "current EL, SPx: IRQ",
+        "current EL, SPx: FIQ",
+        "current EL, SPx: SError",
+        "lower EL, AArch64: synchronous",
+        "lower EL, AArch64: IRQ",
+        "lower EL, AArch64: FIQ",
+        "lower EL, AArch64: SError",
+        "lower EL, AArch32: synchronous",
+        "lower EL, AArch32: IRQ",
+        "lower EL, AArch32: FIQ",
+        "lower EL, AArch32: SError",
+    ];
+    NAMES.get(kind as usize).copied().unwrap_or("?")
+}
+
+/// The fault status of an abort (DFSC/IFSC, ESR_EL1 bits 5:0), grouped as the VMSA groups it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultStatus {
+    /// 0b0001LL: no valid descriptor at level LL.
+    Translation,
+    /// 0b0010LL: the descriptor's AF bit is clear.
+    AccessFlag,
+    /// 0b0011LL: the descriptor forbids the access.
+    Permission,
+    /// 0b0000LL: address size fault (output or input address too wide).
+    AddressSize,
+    /// 0b100001: alignment fault.
+    Alignment,
+    /// Anything else (external aborts, TLB conflicts, ...): the raw DFSC/IFSC.
+    Other(u8),
+}
+
+/// An instruction or data abort, decoded from ESR_EL1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Abort {
+    /// Instruction abort (EC 0x20/0x21) rather than data abort (EC 0x24/0x25).
+    pub instruction: bool,
+    /// What kind of fault.
+    pub status: FaultStatus,
+    /// The lookup level of translation, access-flag, permission and address-size faults.
+    pub level: Option<u8>,
+    /// Data aborts: the access was a write (ESR.WnR, bit 6). Always `false` for instruction
+    /// aborts.
+    pub write: bool,
+}
+
+impl Abort {
+    /// Decodes an abort syndrome; `None` if `esr` is not an instruction or data abort.
+    pub fn decode(esr: u64) -> Option<Self> {
+        let instruction = match exception_class(esr) {
+            0x20 | 0x21 => true,
+            0x24 | 0x25 => false,
+            _ => return None,
+        };
+        let fsc = (esr & 0x3f) as u8;
+        let level = Some(fsc & 0b11);
+        let (status, level) = match fsc >> 2 {
+            0b0000 => (FaultStatus::AddressSize, level),
+            0b0001 => (FaultStatus::Translation, level),
+            0b0010 => (FaultStatus::AccessFlag, level),
+            0b0011 => (FaultStatus::Permission, level),
+            _ if fsc == 0b10_0001 => (FaultStatus::Alignment, None),
+            _ => (FaultStatus::Other(fsc), None),
+        };
+        Some(Self {
+            instruction,
+            status,
+            level,
+            write: !instruction && esr & (1 << 6) != 0,
+        })
+    }
+}
+
+impl core::fmt::Display for Abort {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let what = if self.instruction {
+            "instruction fetch"
+        } else if self.write {
+            "write"
+        } else {
+            "read"
+        };
+        write!(f, "{what}: {:?} fault", self.status)?;
+        if let Some(l) = self.level {
+            write!(f, " at level {l}")?;
+        }
+        Ok(())
     }
 }
 
@@ -128,13 +243,17 @@ extern "C" fn aarch64_exception(frame: &mut Frame) {
         return;
     }
     let ec = exception_class(esr);
+    let mut out = Pl011;
     let _ = writeln!(
-        Pl011,
-        "\nunexpected exception (vector {}): ESR {esr:#x} ({}) ELR {:#x} FAR {:#x}",
-        frame.kind,
+        out,
+        "\nunexpected exception ({}): ESR_EL1 {esr:#x} (EC {ec:#x}: {}) ELR_EL1 {:#x} FAR_EL1 {:#x}",
+        vector_name(frame.kind),
         class_name(ec),
         frame.elr,
         FAR_EL1.get()
     );
+    if let Some(abort) = Abort::decode(esr) {
+        let _ = writeln!(out, "  {abort}");
+    }
     exit(EXIT_CRASH);
 }

@@ -12,12 +12,12 @@ use core::fmt::Write;
 use aarch64_cpu::registers::{Readable, MAIR_EL1, TTBR0_EL1};
 use awk_paging::{conformance, ActiveTable, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::{mair, AArch64, A64};
-use qemu_tests::aarch64::probe;
 use qemu_tests::aarch64::{exit, init, mmu_on, Pl011};
 use qemu_tests::bare_harness::BareHarness;
 use qemu_tests::expect::aarch64 as expect;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_CRASH, EXIT_FAILURE, EXIT_SUCCESS};
 use qemu_tests::live::{self, frame, va, Machine};
+use qemu_tests::probe;
 use qemu_tests::{ensure, ensure_eq};
 
 const BAD_VAS: &[(VirtAddr, AddrError)] = &[
@@ -40,15 +40,6 @@ impl Machine for Virt {
     type Mapper = AArch64;
     const SPARE_2M: u64 = 0x4800_0000;
     const RET: u64 = 0xd65f_03c0;
-    fn read(addr: u64) -> Result<u64, live::Fault> {
-        probe::read(addr)
-    }
-    fn write(addr: u64, value: u64) -> Result<(), live::Fault> {
-        probe::write(addr, value)
-    }
-    fn exec(addr: u64) -> Result<(), live::Fault> {
-        probe::exec(addr)
-    }
     fn sync_icache(addr: u64) {
         // SAFETY: cache maintenance by VA of mapped memory; barriers.
         unsafe {
@@ -116,13 +107,7 @@ fn mmu_attributes_for_all_flags() -> Result<(), Failure> {
     );
     let f = frame()?;
     for (i, want) in expect::TABLE.iter().enumerate() {
-        let flags = Flags {
-            execute: i & 1 != 0,
-            write: i & 2 != 0,
-            cache: i & 4 != 0,
-            write_through: i & 8 != 0,
-            device: i & 16 != 0,
-        };
+        let flags = Flags::all_combinations()[i];
         let v = va(0x100 + i as u64);
         // SAFETY: test window.
         let got = unsafe { AArch64::map(v, f, flags) };

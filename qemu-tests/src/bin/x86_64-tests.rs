@@ -17,7 +17,7 @@ use qemu_tests::expect::x86_64 as expect;
 use qemu_tests::frames::PoolFrames;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_FAILURE, EXIT_SUCCESS};
 use qemu_tests::live::{self, frame, va, Machine};
-use qemu_tests::x86_64::probe;
+use qemu_tests::probe;
 use qemu_tests::x86_64::{boot_pml4_phys, exit, init, Com1};
 use qemu_tests::{ensure, ensure_eq, fail};
 use x86_64::structures::paging::{OffsetPageTable, PageTable};
@@ -47,15 +47,6 @@ impl Machine for Pc {
     type Mapper = X86;
     const SPARE_2M: u64 = 0x0800_0000;
     const RET: u64 = 0xc3;
-    fn read(addr: u64) -> Result<u64, live::Fault> {
-        probe::read(addr)
-    }
-    fn write(addr: u64, value: u64) -> Result<(), live::Fault> {
-        probe::write(addr, value)
-    }
-    fn exec(addr: u64) -> Result<(), live::Fault> {
-        probe::exec(addr)
-    }
 }
 
 fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
@@ -114,13 +105,7 @@ fn hardware_walked_entries_for_all_flags() -> Result<(), Failure> {
     const ACCESSED: u64 = 1 << 5;
     let f = frame()?;
     for (i, want) in expect::TABLE.iter().enumerate() {
-        let flags = Flags {
-            execute: i & 1 != 0,
-            write: i & 2 != 0,
-            cache: i & 4 != 0,
-            write_through: i & 8 != 0,
-            device: i & 16 != 0,
-        };
+        let flags = Flags::all_combinations()[i];
         let v = va(0x100 + i as u64);
         // SAFETY: test window.
         let got = unsafe { X86::map(v, f, flags) };
