@@ -1,7 +1,7 @@
 //! The seed static API on AArch64: [`AArch64`], backed by one lock-guarded global
 //! [`KernelTable`].
 
-use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, OffsetPhysMem, Tlb};
+use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, InitError, OffsetPhysMem, Tlb};
 
 use crate::{AArch64PageTable, A64};
 
@@ -37,6 +37,25 @@ static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct AArch64;
+
+impl AArch64 {
+    /// Installs the kernel's table as the global one — the seed API's name for
+    /// [`ActiveTable::install`]. Once only: a second call returns
+    /// [`InitError::AlreadyInitialized`] and the first table stays (the refused one is dropped
+    /// without freeing its frames).
+    ///
+    /// ```no_run
+    /// # use awk_paging::InitError;
+    /// # use awk_paging_aarch64::{AArch64, KernelTable};
+    /// # fn kernel(a: KernelTable, b: KernelTable) {
+    /// assert_eq!(AArch64::init(a), Ok(()));
+    /// assert_eq!(AArch64::init(b), Err(InitError::AlreadyInitialized));
+    /// # }
+    /// ```
+    pub fn init(table: KernelTable) -> Result<(), InitError> {
+        <Self as ActiveTable>::install(table)
+    }
+}
 
 impl ActiveTable for AArch64 {
     type Arch = A64;

@@ -10,8 +10,22 @@ mod hw {
 
     /// EL1&0 TLB maintenance, broadcast to the inner shareable domain (all CPUs).
     ///
-    /// With an ASID, page invalidations use `tlbi vae1is` with `Xt = ASID << 48 | VA[55:12]`;
-    /// without one, `tlbi vaae1is` (all ASIDs, needed for global mappings).
+    /// Page invalidations (all levels, so walk caches too):
+    ///
+    /// - with an ASID: `tlbi vae1is, Xt`, `Xt = ASID << 48 | VA[55:12]` (VA bits 55:12 in
+    ///   `Xt` bits 43:0, as the TLBI VA-operand format defines). It also hits global entries
+    ///   for that VA;
+    /// - without: `tlbi vaae1is, Xt`, `Xt = VA[55:12]` (every ASID).
+    ///
+    /// Whole-space invalidation: `tlbi aside1is` with an ASID (that ASID's non-global entries
+    /// only), `tlbi vmalle1is` without (everything at EL1&0). A table that holds global
+    /// mappings should therefore use `asid: None`, or its [`Tlb::flush_all`] will keep them.
+    /// ASIDs above 255 need TCR_EL1.AS = 1 (16-bit ASIDs, set by
+    /// [`mmu::enable`](crate::mmu::enable) when the CPU has them); otherwise the hardware
+    /// ignores the upper byte.
+    ///
+    /// Every operation starts with `dsb ishst` (prior table writes visible to all walkers) and
+    /// ends with `dsb ish; isb` (invalidation complete everywhere, this CPU resynchronised).
     ///
     /// ```no_run
     /// use awk_paging::{Tlb, VirtAddr};
@@ -23,7 +37,7 @@ mod hw {
         pub asid: Option<u16>,
     }
 
-    /// The `tlbi` operand for `va`: VA\[55:12\] in bits 43:0, ASID in 63:48.
+    /// The `tlbi` operand for `va`: VA\[55:12\] in bits 43:0, ASID in 63:48 (bits 47:44 RES0).
     #[inline(always)]
     fn operand(va: VirtAddr, asid: u16) -> u64 {
         (u64::from(asid) << 48) | ((va.as_u64() >> 12) & 0x0000_0fff_ffff_ffff)
