@@ -79,3 +79,28 @@ mod ttbr1_48 {
         BAD
     ));
 }
+
+/// 39-bit TTBR1 (3-level kernel half).
+mod ttbr1_39 {
+    use super::*;
+    const BAD: &[(VirtAddr, AddrError)] = &[
+        (VirtAddr::new(0x0000_0040_0000_0000), AddrError::OutOfRange),
+        (
+            VirtAddr::new(0xffff_ff7f_ffff_f000),
+            AddrError::NonCanonical,
+        ),
+        (
+            VirtAddr::new(0xffff_8000_0000_0000),
+            AddrError::NonCanonical,
+        ),
+        (
+            VirtAddr::new(0x7fff_ff80_0000_0000),
+            AddrError::NonCanonical,
+        ),
+    ];
+    awk_paging::conformance_tests!(harness(
+        A64::new(VaSize::Bits39, Half::Upper),
+        0xffff_ffc0_0000_0000,
+        BAD
+    ));
+}

@@ -236,3 +236,130 @@ fn walks_name_upper_half_addresses() {
     pt.for_each_mapping(|m| seen.push((m.page, m.size)));
     assert_eq!(seen, [(va, PageSize::Size2M)]);
 }
+
+#[test]
+fn output_addresses_above_pa_bits_decode_as_invalid() {
+    // The hardware raises an Address size fault for an OA above the configured PA size; the
+    // walk stops there as for an invalid entry (and `Arch::decode` may not return such an OA).
+    let r = A64::default().with_pa_bits(40);
+    let wide = 0x0000_0100_0000_0000; // bit 40
+    assert_eq!(r.decode(wide | PAGE, 0), Entry::Invalid);
+    assert_eq!(r.decode(wide | PAGE, 2), Entry::Invalid);
+    assert_eq!(r.decode(wide | BLOCK, 1), Entry::Invalid);
+    assert_eq!(
+        r.decode(0x0000_00ff_ffff_f000 | PAGE, 0),
+        Entry::Leaf(PhyAddr::new(0x0000_00ff_ffff_f000))
+    );
+    // With the default 48 bits, bit 47 is the top output-address bit.
+    assert_eq!(
+        A64::default().decode(0x0000_8000_0000_0000 | PAGE, 0),
+        Entry::Leaf(PhyAddr::new(0x0000_8000_0000_0000))
+    );
+    // Bits above 47 are not output address (upper attributes) and never leak into it.
+    assert_eq!(
+        A64::default().decode(UXN | PXN | 0x4000_0000 | PAGE, 0),
+        Entry::Leaf(PhyAddr::new(0x4000_0000))
+    );
+    // Clamping of the configured width: 52-bit output needs FEAT_LPA2 fields this layout lacks.
+    assert_eq!(A64::default().with_pa_bits(52).pa_bits(), 48);
+    assert_eq!(A64::default().with_pa_bits(36).pa_bits(), 36);
+}
+
+#[test]
+fn bitfield_definitions_sit_at_the_arm_arm_positions() {
+    use awk_paging_aarch64::descriptor::{Descriptor, DESCRIPTOR as D};
+    // Each field set to all ones, compared with the literal bit positions of D8.3.
+    let cases: [(tock_registers::fields::Field<u64, D::Register>, u64); 17] = [
+        (D::VALID, 1 << 0),
+        (D::TYPE, 1 << 1),
+        (D::ATTR_INDX, 0b111 << 2),
+        (D::NS, 1 << 5),
+        (D::AP, 0b11 << 6),
+        (D::SH, 0b11 << 8),
+        (D::AF, 1 << 10),
+        (D::NG, 1 << 11),
+        (D::OUTPUT_ADDR, 0x0000_ffff_ffff_f000),
+        (D::CONTIGUOUS, 1 << 52),
+        (D::PXN, 1 << 53),
+        (D::UXN, 1 << 54),
+        (D::SW, 0b1111 << 55),
+        (D::PXN_TABLE, 1 << 59),
+        (D::UXN_TABLE, 1 << 60),
+        (D::AP_TABLE, 0b11 << 61),
+        (D::NS_TABLE, 1 << 63),
+    ];
+    for (field, bits) in cases {
+        let mut d = Descriptor::new(0);
+        d.modify(field.val(field.mask));
+        assert_eq!(d.get(), bits, "field at shift {}", field.shift);
+    }
+    // A decoded kernel RX page, field by field.
+    let raw = A64::default().leaf_entry(PhyAddr::new(0x8_0000_0000), 0, Flags::RX.into());
+    let d = Descriptor::new(raw);
+    assert_eq!(raw, K | RO | UXN | 0x8_0000_0000);
+    assert_eq!(d.read(D::ATTR_INDX), 0);
+    assert_eq!(d.read(D::AP), 0b10);
+    assert_eq!(d.read(D::SH), 0b11);
+    assert_eq!((d.read(D::PXN), d.read(D::UXN)), (0, 1));
+    assert_eq!(d.read(D::OUTPUT_ADDR), 0x8_0000_0000 >> 12);
+}
+
+#[test]
+fn table_descriptors_carry_no_hierarchical_limits() {
+    let r = A64::default();
+    let user_rx = Attrs {
+        user: true,
+        ..Flags::RX.into()
+    };
+    for attrs in [Attrs::from(Flags::RO), user_rx] {
+        // VALID | TABLE | address; APTable, UXNTable, PXNTable, NSTable all 0.
+        assert_eq!(r.table_entry(PhyAddr::new(0x4321_f000), attrs), 0x4321_f003);
+    }
+}
+
+#[test]
+fn va_ranges_at_their_boundaries() {
+    use awk_paging::AddrError::{NonCanonical, OutOfRange};
+    let check = |r: A64, va: u64| r.check_va(VirtAddr::new(va));
+    let lo48 = A64::new(VaSize::Bits48, Half::Lower);
+    let hi48 = A64::new(VaSize::Bits48, Half::Upper);
+    let lo39 = A64::new(VaSize::Bits39, Half::Lower);
+    let hi39 = A64::new(VaSize::Bits39, Half::Upper);
+    assert_eq!(check(lo48, 0x0000_ffff_ffff_f000), Ok(()));
+    assert_eq!(check(lo48, 0x0001_0000_0000_0000), Err(NonCanonical));
+    assert_eq!(check(lo48, 0xffff_0000_0000_0000), Err(OutOfRange));
+    assert_eq!(check(hi48, 0xffff_0000_0000_0000), Ok(()));
+    assert_eq!(check(hi48, 0xfffe_ffff_ffff_f000), Err(NonCanonical));
+    assert_eq!(check(hi48, 0x0000_ffff_ffff_f000), Err(OutOfRange));
+    assert_eq!(check(lo39, 0x0000_007f_ffff_f000), Ok(()));
+    assert_eq!(check(lo39, 0x0000_0080_0000_0000), Err(NonCanonical));
+    assert_eq!(check(lo39, 0xffff_ff80_0000_0000), Err(OutOfRange));
+    assert_eq!(check(hi39, 0xffff_ff80_0000_0000), Ok(()));
+    assert_eq!(check(hi39, 0xffff_ff7f_ffff_f000), Err(NonCanonical));
+    assert_eq!(check(hi39, 0x0000_007f_ffff_f000), Err(OutOfRange));
+}
+
+#[test]
+fn mair_table_and_index_mapping_agree() {
+    use awk_paging::MemoryType;
+    // Index ↔ memory type, written out.
+    let expected = [
+        (MemoryType::WriteBack, 0u8, 0xffu8),
+        (MemoryType::WriteThrough, 1, 0xaa),
+        (MemoryType::Uncached, 2, 0x44),
+        (MemoryType::Device, 3, 0x04),
+    ];
+    for (mt, index, byte) in expected {
+        assert_eq!(mair::index_of(mt), index, "{mt:?}");
+        assert_eq!(mair::ATTRIBUTES[usize::from(index)].byte, byte, "{mt:?}");
+        assert_eq!(mair::memory_type(index), Some(mt));
+    }
+    assert_eq!(mair::memory_type(4), Some(MemoryType::Device)); // nGnRnE reads as Device
+    for unused in 5..8 {
+        assert_eq!(mair::memory_type(unused), None);
+    }
+    assert_eq!(
+        mair::mair_value(&mair::ATTRIBUTES),
+        0x00_00_00_00_04_44_aa_ff
+    );
+}
