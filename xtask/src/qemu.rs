@@ -1,189 +1,50 @@
-//! Building and booting the QEMU test kernels, and installing QEMU where it is missing.
+//! Installing QEMU where it is missing, building the kernels, booting them under a timeout with
+//! their console streamed, and counting what they report.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::report::{parse_kernel, Tally};
-use crate::toolchain::{cargo, root, run};
+use crate::report::{check_kernel_run, parse_kernel, Tally};
+use crate::targets::{select, Arch, Kernel, KernelExit, Mode};
+use crate::toolchain::{cargo, describe, run};
 
-/// How long one kernel may run under TCG before it counts as hung.
-const TIMEOUT: Duration = Duration::from_secs(90);
+/// How long one kernel may run under TCG before it counts as hung (override:
+/// `XTASK_QEMU_TIMEOUT=<seconds>`).
+const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
-/// One bootable kernel of the `qemu-tests` package.
-pub struct Kernel {
-    /// Its `[[bin]]` name.
-    pub bin: &'static str,
-    /// Rust target.
-    pub target: &'static str,
-    /// QEMU binary.
-    pub qemu: &'static str,
-    /// QEMU arguments before `-kernel`.
-    pub args: &'static [&'static str],
-    /// Prefix for printed test names (`[x86_64] ...`).
-    pub label: &'static str,
-    /// A demo (for `cargo xtask qemu`) rather than a test kernel.
-    pub demo: bool,
-    /// Also run the negative control: built with `no-tlb-flush`, the remap test must fail.
-    pub negative_control: bool,
-}
+/// Cargo features of a normal kernel build.
+pub const FEATURES: &str = "kernel";
+/// Cargo features of the negative control: the TLB hook does nothing.
+pub const NO_FLUSH_FEATURES: &str = "kernel,no-tlb-flush";
 
-impl Kernel {
-    /// Whether the kernel's source exists yet.
-    pub fn exists(&self) -> bool {
-        root()
-            .join("qemu-tests/src/bin")
-            .join(format!("{}.rs", self.bin))
-            .exists()
-    }
-
-    fn elf(&self) -> PathBuf {
-        root()
-            .join("target")
-            .join(self.target)
-            .join("release")
-            .join(self.bin)
-    }
-
-    /// Maps QEMU's exit status to the kernel's own code (`harness::EXIT_*`).
-    fn kernel_code(&self, status: Option<i32>) -> Option<i32> {
-        let s = status?;
-        if self.qemu.ends_with("x86_64") {
-            // isa-debug-exit: status = (value << 1) | 1.
-            (s & 1 == 1).then_some(s >> 1)
-        } else {
-            Some(s)
-        }
-    }
-}
-
-const X86_ARGS: &[&str] = &[
-    "-M",
-    "microvm",
-    "-accel",
-    "tcg",
-    "-m",
-    "256M",
-    "-display",
-    "none",
-    "-serial",
-    "stdio",
-    "-no-reboot",
-    "-device",
-    "isa-debug-exit,iobase=0xf4,iosize=0x04",
-];
-const ARM_ARGS: &[&str] = &[
-    "-machine",
-    "virt",
-    "-cpu",
-    "cortex-a72",
-    "-accel",
-    "tcg",
-    "-m",
-    "256M",
-    "-display",
-    "none",
-    "-serial",
-    "stdio",
-    "-monitor",
-    "none",
-    "-semihosting",
-];
-const ARM_EL2_ARGS: &[&str] = &[
-    "-machine",
-    "virt,virtualization=on",
-    "-cpu",
-    "cortex-a72",
-    "-accel",
-    "tcg",
-    "-m",
-    "256M",
-    "-display",
-    "none",
-    "-serial",
-    "stdio",
-    "-monitor",
-    "none",
-    "-semihosting",
+/// The tests that depend on TLB maintenance: built with `no-tlb-flush`, exactly these must fail
+/// (they see stale translations). Kept sorted.
+const TLB_DEPENDENT: [&str; 2] = [
+    "live::instance_api_huge_page_lifecycle",
+    "live::remap_visible_after_flush",
 ];
 
-/// Every kernel: adding one is one line here plus its `[[bin]]` in `qemu-tests`.
-pub const KERNELS: &[Kernel] = &[
-    Kernel {
-        bin: "x86_64-tests",
-        target: "x86_64-unknown-none",
-        qemu: "qemu-system-x86_64",
-        args: X86_ARGS,
-        label: "x86_64",
-        demo: false,
-        negative_control: true,
-    },
-    Kernel {
-        bin: "aarch64-tests",
-        target: "aarch64-unknown-none",
-        qemu: "qemu-system-aarch64",
-        args: ARM_ARGS,
-        label: "aarch64",
-        demo: false,
-        negative_control: true,
-    },
-    Kernel {
-        bin: "aarch64-tests",
-        target: "aarch64-unknown-none",
-        qemu: "qemu-system-aarch64",
-        args: ARM_EL2_ARGS,
-        label: "aarch64/el2",
-        demo: false,
-        negative_control: false,
-    },
-    Kernel {
-        bin: "x86_64-demo",
-        target: "x86_64-unknown-none",
-        qemu: "qemu-system-x86_64",
-        args: X86_ARGS,
-        label: "x86_64",
-        demo: true,
-        negative_control: false,
-    },
-    Kernel {
-        bin: "aarch64-demo",
-        target: "aarch64-unknown-none",
-        qemu: "qemu-system-aarch64",
-        args: ARM_ARGS,
-        label: "aarch64",
-        demo: true,
-        negative_control: false,
-    },
-];
-
-/// Builds and boots every test kernel, counting each test line.
-pub fn test_kernels(tally: &mut Tally) {
-    let kernels: Vec<&Kernel> = KERNELS.iter().filter(|k| !k.demo).collect();
-    let present: Vec<&&Kernel> = kernels.iter().filter(|k| k.exists()).collect();
-    if present.is_empty() {
-        eprintln!("no QEMU test kernels in qemu-tests/src/bin yet: nothing to boot");
-        return;
-    }
-    if let Err(e) = ensure_qemu() {
-        eprintln!("{e}");
-        tally.record("QEMU installed", false);
-        return;
-    }
-    for k in &present {
-        boot_and_count(k, tally);
-    }
-    for k in present.iter().filter(|k| k.negative_control) {
-        negative_control(k, tally);
-    }
+fn timeout() -> Duration {
+    let secs = std::env::var("XTASK_QEMU_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    Duration::from_secs(secs)
 }
 
-fn build(k: &Kernel) -> bool {
-    build_with(k, "kernel")
+/// What one boot produced.
+pub struct Boot {
+    /// QEMU's exit status; `None` if it was killed (timeout) or died from a signal.
+    pub status: Option<i32>,
+    pub timed_out: bool,
+    /// Console output, stdout and stderr, in arrival order per stream.
+    pub output: String,
 }
 
-fn build_with(k: &Kernel, features: &str) -> bool {
+fn build(k: &Kernel, features: &str) -> bool {
     run(cargo().args([
         "build",
         "--release",
@@ -192,39 +53,141 @@ fn build_with(k: &Kernel, features: &str) -> bool {
         "--features",
         features,
         "--target",
-        k.target,
+        k.arch.target(),
         "--bin",
         k.bin,
     ]))
 }
 
-/// The tests that depend on TLB maintenance: with a TLB hook that does nothing, exactly these
-/// must fail (they see stale translations).
-const TLB_DEPENDENT: [&str; 2] = [
-    "live::instance_api_huge_page_lifecycle",
-    "live::remap_visible_after_flush",
-];
+/// Streams one pipe line by line to the terminal (prefixed with `label`) and into `tx`.
+fn pump(pipe: impl Read + Send + 'static, label: String, tx: mpsc::Sender<String>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    // Kernel consoles are not guaranteed UTF-8; never stop reading on bad bytes.
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_string();
+                    eprintln!("  {label} | {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Boots `k` (already built), streaming its console, killing it after the timeout.
+pub fn boot(k: &Kernel) -> Result<Boot, String> {
+    let mut cmd = Command::new(k.arch.qemu());
+    cmd.args(k.qemu_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    eprintln!("$ {}", describe(&cmd));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", k.arch.qemu()))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    if let Some(out) = child.stdout.take() {
+        pump(out, k.label.to_string(), tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(err, format!("{} stderr", k.label), tx.clone());
+    }
+    drop(tx);
+    let limit = timeout();
+    let start = Instant::now();
+    let (status, timed_out) = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break (s.code(), false);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("  {} | killed after {limit:?}: hung", k.label);
+            break (None, true);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    // The pumps end when the pipes close (QEMU has exited); collect everything they read.
+    let output: Vec<String> = rx.iter().collect();
+    Ok(Boot {
+        status,
+        timed_out,
+        output: output.join("\n"),
+    })
+}
+
+/// Builds and boots one test kernel with `features`, printing and counting each test line plus
+/// one extra failure if the run as a whole went wrong.
+fn run_test_kernel(k: &Kernel, features: &str, tally: &mut Tally) {
+    let name = format!("[{}] {}", k.label, k.bin);
+    if !k.exists() {
+        let why = format!("{name}: not built yet (no qemu-tests/src/bin/{}.rs)", k.bin);
+        println!("{why} ... FAILED");
+        tally.record(&why, false);
+        return;
+    }
+    if !build(k, features) {
+        println!("{name}: build ... FAILED");
+        tally.record(&format!("{name}: build"), false);
+        return;
+    }
+    let boot = match boot(k) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("{name}: {e} ... FAILED");
+            tally.record(&format!("{name}: {e}"), false);
+            return;
+        }
+    };
+    let parsed = parse_kernel(&boot.output);
+    for t in &parsed.tests {
+        let result = if t.ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED: {}", t.detail)
+        };
+        println!("[{}] test {} ... {result}", k.label, t.name);
+        tally.record(&format!("[{}] {}", k.label, t.name), t.ok);
+    }
+    let exit = k.arch.kernel_exit(boot.status);
+    if let Err(why) = check_kernel_run(&parsed, exit, boot.timed_out) {
+        println!("{name}: crashed/hung/exit status ... FAILED: {why}");
+        tally.record(&format!("{name}: crashed/hung/exit status ({why})"), false);
+    }
+}
 
 /// Builds `k` with `no-tlb-flush` and checks that exactly the TLB-dependent tests fail: proof
 /// that they can see a missing flush.
 fn negative_control(k: &Kernel, tally: &mut Tally) {
     let name = format!(
-        "[{}] negative control: the TLB-dependent tests fail without TLB flushes",
+        "[{}] negative control: exactly the TLB-dependent tests fail without TLB flushes",
         k.label
     );
-    let ok = build_with(k, "kernel,no-tlb-flush")
+    let ok = k.exists()
+        && build(k, NO_FLUSH_FEATURES)
         && match boot(k) {
-            Ok((_, output)) => {
-                let run = parse_kernel(&output);
-                let mut failed: Vec<&str> = run
+            Ok(boot) => {
+                let parsed = parse_kernel(&boot.output);
+                let mut failed: Vec<&str> = parsed
                     .tests
                     .iter()
                     .filter(|t| !t.ok)
                     .map(|t| t.name.as_str())
                     .collect();
                 failed.sort_unstable();
-                eprintln!("  negative control: failed tests {failed:?}");
+                eprintln!(
+                    "  negative control: failed tests {failed:?}, expected {TLB_DEPENDENT:?}"
+                );
                 failed == TLB_DEPENDENT
+                    && k.arch.kernel_exit(boot.status) == KernelExit::TestFailures
             }
             Err(e) => {
                 eprintln!("  {e}");
@@ -235,109 +198,61 @@ fn negative_control(k: &Kernel, tally: &mut Tally) {
     tally.record(&name, ok);
 }
 
-fn boot_and_count(k: &Kernel, tally: &mut Tally) {
-    let name = format!("[{}] {}", k.label, k.bin);
-    if !build(k) {
-        tally.record(&format!("{name}: build"), false);
+/// Runs every test kernel (of `arch`, if given). With `no_flush`, the kernels are built with
+/// `no-tlb-flush` instead (their TLB-dependent tests must then fail) and the negative controls
+/// are not run separately.
+pub fn test_kernels(tally: &mut Tally, arch: Option<Arch>, no_flush: bool) {
+    if let Err(e) = ensure_qemu() {
+        eprintln!("{e}");
+        println!("QEMU installed ... FAILED");
+        tally.record("QEMU installed", false);
         return;
     }
-    let (status, output) = match boot(k) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            tally.record(&format!("{name}: {e}"), false);
-            return;
-        }
+    let features = if no_flush {
+        NO_FLUSH_FEATURES
+    } else {
+        FEATURES
     };
-    let run = parse_kernel(&output);
-    for t in &run.tests {
-        let line = if t.ok {
-            "ok".to_string()
-        } else {
-            format!("FAILED: {}", t.detail)
-        };
-        println!("[{}] test {} ... {line}", k.label, t.name);
-        tally.record(&format!("[{}] {}", k.label, t.name), t.ok);
+    for k in select(true, arch) {
+        run_test_kernel(k, features, tally);
     }
-    let counted = (
-        run.tests.iter().filter(|t| t.ok).count(),
-        run.tests.iter().filter(|t| !t.ok).count(),
-    );
-    let code = k.kernel_code(status);
-    let sane = run.summary == Some(counted) && code == Some(if counted.1 == 0 { 0 } else { 1 });
-    if !sane {
-        eprintln!("{name}: summary {:?}, counted {counted:?}, exit status {status:?} -> kernel code {code:?}", run.summary);
-        tally.record(&format!("{name}: crashed, hung or exited wrongly"), false);
+    if !no_flush {
+        for k in select(true, arch).filter(|k| {
+            k.mode
+                == Mode::Test {
+                    negative_control: true,
+                }
+        }) {
+            negative_control(k, tally);
+        }
     }
 }
 
-/// Boots `k`, streaming its console; returns QEMU's exit status (None if killed) and output.
-fn boot(k: &Kernel) -> Result<(Option<i32>, String), String> {
-    let mut child = Command::new(k.qemu)
-        .args(k.args)
-        .arg("-kernel")
-        .arg(k.elf())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", k.qemu))?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let label = k.label;
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            eprintln!("  {label} | {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s.code();
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!("  {label} | killed after {TIMEOUT:?} (hung)");
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = reader.join();
-    let mut err = String::new();
-    let _ = stderr.read_to_string(&mut err);
-    if !err.trim().is_empty() {
-        eprintln!("  {label} stderr | {}", err.trim());
-    }
-    let output: Vec<String> = rx.try_iter().collect();
-    Ok((status, output.join("\n")))
-}
-
-/// `cargo xtask qemu [arch]`: boots the demo kernels.
-pub fn demo(arch: Option<&str>) -> Result<(), String> {
+/// `cargo xtask qemu [arch]`: builds and boots the demo kernels; all must exit successfully.
+pub fn demo(arch: Option<Arch>) -> Result<(), String> {
     ensure_qemu()?;
-    let mut ok = true;
-    for k in KERNELS
-        .iter()
-        .filter(|k| k.demo && arch.is_none_or(|a| k.label == a))
-    {
+    let mut failed = Vec::new();
+    for k in select(false, arch) {
+        let name = format!("[{}] {}", k.label, k.bin);
         if !k.exists() {
-            return Err(format!("{} does not exist yet", k.bin));
+            failed.push(format!("{name}: not built yet"));
+            continue;
         }
-        if !build(k) {
-            return Err(format!("building {} failed", k.bin));
+        if !build(k, FEATURES) {
+            failed.push(format!("{name}: build failed"));
+            continue;
         }
-        let (status, _) = boot(k)?;
-        let code = k.kernel_code(status);
-        println!("[{}] {} exited with kernel code {code:?}", k.label, k.bin);
-        ok &= code == Some(0);
+        let boot = boot(k)?;
+        let exit = k.arch.kernel_exit(boot.status);
+        println!("{name} exited: {exit:?} (QEMU status {:?})", boot.status);
+        if exit != KernelExit::Success {
+            failed.push(format!("{name}: {exit:?}"));
+        }
     }
-    if ok {
+    if failed.is_empty() {
         Ok(())
     } else {
-        Err("a demo kernel failed".into())
+        Err(failed.join("; "))
     }
 }
 
@@ -350,55 +265,99 @@ fn have(bin: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+const HOW_TO_INSTALL: &str = "install QEMU yourself: \
+    Debian/Ubuntu `sudo apt-get install qemu-system-x86 qemu-system-arm`, \
+    Fedora `sudo dnf install qemu-system-x86 qemu-system-aarch64`, \
+    macOS `brew install qemu`";
+
+/// The first `URIs:` value of a deb822 sources file.
+pub fn first_uri(deb822: &str) -> Option<&str> {
+    deb822
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| l.trim_start().strip_prefix("URIs:"))
+        .and_then(|v| v.split_whitespace().next())
+}
+
 /// Makes sure both QEMU system emulators exist, installing them on Debian as root.
 pub fn ensure_qemu() -> Result<(), String> {
-    if have("qemu-system-x86_64") && have("qemu-system-aarch64") {
+    install_qemu(false)
+}
+
+/// Installs QEMU on Debian as root if it is missing, or (with `force`, `cargo xtask install-qemu`)
+/// runs the install even when it is present (apt then finds it up to date).
+pub fn install_qemu(force: bool) -> Result<(), String> {
+    let both = || have(Arch::X86_64.qemu()) && have(Arch::Aarch64.qemu());
+    if !force && both() {
         return Ok(());
     }
-    let how = "install QEMU: Debian/Ubuntu `apt-get install qemu-system-x86 qemu-system-arm`, \
-               Fedora `dnf install qemu-system-x86 qemu-system-aarch64`, macOS `brew install qemu`";
     let sources = std::path::Path::new("/etc/apt/sources.list.d/debian.sources");
     let root_user = Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     if !root_user || !sources.exists() || !have("apt-get") {
-        return Err(format!("QEMU is missing; {how}"));
+        return Err(format!(
+            "QEMU (qemu-system-x86_64, qemu-system-aarch64) is missing and is only installed \
+             automatically as root on Debian; {HOW_TO_INSTALL}"
+        ));
     }
-    // The preinstalled qemu-utils comes from bookworm-backports; the system emulators must come
-    // from there too, from the mirror this machine is already configured for. The extra list is
-    // added beside the configured sources (their dependencies come from the main suite).
+    eprintln!("\n==== installing QEMU from bookworm-backports ====");
+    // The preinstalled qemu-utils comes from bookworm-backports, so a plain install of the
+    // system emulators conflicts; they must come from backports too, from the mirror this
+    // machine is already configured for. The extra list *replaces* only the main sources.list:
+    // the deb822 files in sources.list.d stay, because QEMU's dependencies come from the main
+    // suite (with `Dir::Etc::sourceparts=-` apt would see backports alone and, worse, `update`
+    // would drop the other suites' cached indexes).
     let text = std::fs::read_to_string(sources).map_err(|e| e.to_string())?;
-    let uri = text
-        .lines()
-        .find_map(|l| l.strip_prefix("URIs:"))
-        .and_then(|v| v.split_whitespace().next())
-        .ok_or_else(|| format!("no URIs in {}; {how}", sources.display()))?;
-    let list = std::env::temp_dir().join("awk-paging-backports.list");
+    let uri = first_uri(&text)
+        .ok_or_else(|| format!("no URIs in {}; {HOW_TO_INSTALL}", sources.display()))?;
+    let list = std::env::temp_dir().join(format!("xtask-backports-{}.list", std::process::id()));
     std::fs::write(&list, format!("deb {uri} bookworm-backports main\n"))
         .map_err(|e| e.to_string())?;
     let opt = format!("Dir::Etc::sourcelist={}", list.display());
-    let update = run(Command::new("apt-get").args(["-o", &opt, "update"]));
-    let install = update
-        && run(Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args([
-                "-o",
-                &opt,
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "-t",
-                "bookworm-backports",
-                "qemu-system-x86",
-                "qemu-system-arm",
-            ]));
+    let apt = || {
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-o", &opt]);
+        c
+    };
+    let installed = run(apt().arg("update"))
+        && run(apt().args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-t",
+            "bookworm-backports",
+            "qemu-system-x86",
+            "qemu-system-arm",
+        ]));
     let _ = std::fs::remove_file(&list);
-    if install && have("qemu-system-x86_64") && have("qemu-system-aarch64") {
+    if installed && both() {
         Ok(())
     } else {
         Err(format!(
-            "installing QEMU from bookworm-backports failed; {how}"
+            "installing QEMU from bookworm-backports failed; {HOW_TO_INSTALL}"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_uri_of_deb822() {
+        let text = "Types: deb\n# URIs: http://commented.invalid/x\nURIs: http://mirror.invalid/debian http://other.invalid/d\n\
+                    Suites: bookworm\n\nTypes: deb\nURIs: http://security.invalid/\n";
+        assert_eq!(first_uri(text), Some("http://mirror.invalid/debian"));
+        assert_eq!(first_uri("Types: deb\nSuites: bookworm\n"), None);
+    }
+
+    #[test]
+    fn tlb_dependent_list_is_sorted() {
+        let mut sorted = TLB_DEPENDENT;
+        sorted.sort_unstable();
+        assert_eq!(sorted, TLB_DEPENDENT);
     }
 }

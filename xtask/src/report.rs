@@ -1,5 +1,7 @@
 //! Counting checks and parsing test-runner output.
 
+use crate::targets::KernelExit;
+
 /// Running totals of everything `cargo xtask test` checked.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -109,6 +111,43 @@ pub fn parse_kernel(output: &str) -> KernelRun {
     run
 }
 
+/// Whether a kernel run as a whole went right, beyond its individual test lines: it printed its
+/// summary, the summary agrees with the test lines, and the exit status agrees with both.
+pub fn check_kernel_run(run: &KernelRun, exit: KernelExit, timed_out: bool) -> Result<(), String> {
+    let passed = run.tests.iter().filter(|t| t.ok).count();
+    let failed = run.tests.len() - passed;
+    if timed_out {
+        return Err(format!(
+            "hung: killed by the timeout after {passed} passed, {failed} failed"
+        ));
+    }
+    if exit == KernelExit::Crash {
+        return Err("crashed (unexpected exception or panic)".into());
+    }
+    match run.summary {
+        None => return Err(format!("no summary line (exit {exit:?})")),
+        Some(s) if s != (passed, failed) => {
+            return Err(format!(
+            "summary says {} passed, {} failed but {passed} passed, {failed} failed were printed",
+            s.0, s.1
+        ))
+        }
+        Some(_) => {}
+    }
+    let expected = if failed == 0 {
+        KernelExit::Success
+    } else {
+        KernelExit::TestFailures
+    };
+    if run.tests.is_empty() {
+        return Err("no tests ran".into());
+    }
+    if exit != expected {
+        return Err(format!("exit {exit:?}, expected {expected:?}"));
+    }
+    Ok(())
+}
+
 /// Parses `N passed, M failed`.
 fn libtest_like(s: &str) -> Option<(usize, usize)> {
     let (p, f) = s.split_once(',')?;
@@ -148,6 +187,67 @@ mod tests {
         assert_eq!(run.tests[1].detail, "no fault at 0x1000");
         assert_eq!(run.summary, Some((1, 1)));
         assert_eq!(parse_kernel("test x ... ok\n").summary, None);
+    }
+
+    #[test]
+    fn libtest_real_cargo_output() {
+        // Unit tests, an integration test binary with a failure, doc-tests, and a crate with none.
+        let out = "     Running unittests src/lib.rs (target/debug/deps/awk_paging-1)\n\
+                   running 2 tests\ntest a::b ... ok\ntest a::c ... ok\n\n\
+                   test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n\
+                   running 3 tests\ntest x ... FAILED\n\
+                   test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+                   error: test failed, to rerun pass `--test walk`\n\
+                   running 0 tests\n\
+                   test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
+                      Doc-tests awk_paging\nrunning 4 tests\n\
+                   test result: ok. 4 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; all doctests ran in 0.50s; merged doctests compilation took 0.40s\n";
+        assert_eq!(libtest_counts(out), Some((8, 1)));
+        // A crate whose tests ran none still parses (0, 0), unlike a build that never ran.
+        assert_eq!(
+            libtest_counts("test result: ok. 0 passed; 0 failed; 0 ignored"),
+            Some((0, 0))
+        );
+        // A test *named* like a result line does not count; only the harness's own line does.
+        assert_eq!(libtest_counts("test test_result_ok ... ok\n"), None);
+    }
+
+    fn run_of(ok: &[bool], summary: Option<(usize, usize)>) -> KernelRun {
+        KernelRun {
+            tests: ok
+                .iter()
+                .enumerate()
+                .map(|(i, &ok)| KernelTest {
+                    name: format!("t{i}"),
+                    ok,
+                    detail: String::new(),
+                })
+                .collect(),
+            summary,
+        }
+    }
+
+    #[test]
+    fn kernel_run_consistency() {
+        use KernelExit::*;
+        let good = run_of(&[true, true], Some((2, 0)));
+        assert_eq!(check_kernel_run(&good, Success, false), Ok(()));
+        // Exited successfully but the summary never came: died or hung mid-way.
+        assert!(check_kernel_run(&run_of(&[true], None), Success, false).is_err());
+        // Summary disagrees with the printed lines.
+        assert!(check_kernel_run(&run_of(&[true], Some((2, 0))), Success, false).is_err());
+        // Failing tests reported with the failure status: the lines already count them.
+        let bad = run_of(&[true, false], Some((1, 1)));
+        assert_eq!(check_kernel_run(&bad, TestFailures, false), Ok(()));
+        // ... but not with success status, nor success lines with failure status.
+        assert!(check_kernel_run(&bad, Success, false).is_err());
+        assert!(check_kernel_run(&good, TestFailures, false).is_err());
+        // Crash, triple fault (x86 status 0), timeout.
+        assert!(check_kernel_run(&good, Crash, false).is_err());
+        assert!(check_kernel_run(&good, Unexpected(Some(0)), false).is_err());
+        assert!(check_kernel_run(&good, Success, true).is_err());
+        // A kernel that ran nothing proves nothing.
+        assert!(check_kernel_run(&run_of(&[], Some((0, 0))), Success, false).is_err());
     }
 
     #[test]

@@ -2,71 +2,99 @@
 
 use crate::qemu;
 use crate::report::{libtest_counts, Tally};
+use crate::targets::TARGETS;
 use crate::toolchain::{cargo, ensure_targets, run, run_capture};
+
+/// What `cargo xtask test` runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestOptions {
+    /// Skip `cargo fmt` and `cargo clippy` (`--no-lint`).
+    pub no_lint: bool,
+    /// Skip the QEMU suites (`--host-only`).
+    pub host_only: bool,
+}
 
 fn header(title: &str) {
     eprintln!("\n==== {title} ====");
 }
 
-/// Everything CI runs.
-pub fn test(tally: &mut Tally, lint: bool, host_only: bool) {
-    header("bare-metal targets");
-    let targets_ok = ensure_targets();
-    tally.record("rustup targets", targets_ok);
+/// The library crates built for each bare-metal target (the core plus that architecture's).
+const BARE_METAL: [(&str, &str); 2] = [
+    ("awk-paging-x86_64", TARGETS[0]),
+    ("awk-paging-aarch64", TARGETS[1]),
+];
 
-    if lint {
+/// One check: runs `args` through cargo, counting success as one passed, failure as one failed.
+fn check(tally: &mut Tally, name: &str, args: &[&str]) {
+    let ok = run(cargo().args(args));
+    println!("{name} ... {}", if ok { "ok" } else { "FAILED" });
+    tally.record(name, ok);
+}
+
+/// Everything CI runs, in order; a failing step does not stop the later ones.
+pub fn test(tally: &mut Tally, opts: TestOptions) {
+    header("bare-metal targets (rustup)");
+    let ok = ensure_targets();
+    println!("rustup targets ... {}", if ok { "ok" } else { "FAILED" });
+    tally.record("rustup targets", ok);
+
+    if !opts.no_lint {
         header("format");
-        tally.record(
-            "cargo fmt --check",
-            run(cargo().args(["fmt", "--all", "--check"])),
-        );
+        check(tally, "cargo fmt --check", &["fmt", "--all", "--check"]);
+
         header("clippy (host)");
-        tally.record(
+        check(
+            tally,
             "clippy host",
-            run(cargo().args([
+            &[
                 "clippy",
                 "--workspace",
                 "--all-targets",
                 "--",
                 "-D",
                 "warnings",
-            ])),
+            ],
         );
-        header("clippy (bare metal)");
-        for (krate, target) in [
-            ("awk-paging-x86_64", "x86_64-unknown-none"),
-            ("awk-paging-aarch64", "aarch64-unknown-none"),
-        ] {
-            let ok = run(cargo().args([
-                "clippy",
-                "-p",
-                "awk-paging",
-                "-p",
-                krate,
-                "--target",
-                target,
-                "--",
-                "-D",
-                "warnings",
-            ]));
-            tally.record(&format!("clippy {krate} {target}"), ok);
+
+        header("clippy (bare-metal libraries)");
+        for (krate, target) in BARE_METAL {
+            check(
+                tally,
+                &format!("clippy {krate} --target {target}"),
+                &[
+                    "clippy",
+                    "-p",
+                    "awk-paging",
+                    "-p",
+                    krate,
+                    "--target",
+                    target,
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            );
         }
-        for k in qemu::KERNELS.iter().filter(|k| k.exists()) {
-            let ok = run(cargo().args([
-                "clippy",
-                "-p",
-                "qemu-tests",
-                "--features",
-                "kernel",
-                "--target",
-                k.target,
-                "--bin",
-                k.bin,
-                "--",
-                "-D",
-                "warnings",
-            ]));
-            tally.record(&format!("clippy {}", k.bin), ok);
+
+        header("clippy (QEMU kernels)");
+        for target in TARGETS {
+            check(
+                tally,
+                &format!("clippy qemu-tests kernels --target {target}"),
+                &[
+                    "clippy",
+                    "-p",
+                    "qemu-tests",
+                    "--features",
+                    qemu::FEATURES,
+                    "--target",
+                    target,
+                    "--bins",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            );
         }
     }
 
@@ -74,25 +102,34 @@ pub fn test(tally: &mut Tally, lint: bool, host_only: bool) {
     let (ok, out) = run_capture(cargo().args(["test", "--workspace"]));
     match libtest_counts(&out) {
         Some((p, f)) => {
+            println!("host tests: {p} passed, {f} failed");
             tally.add("host tests", p, f);
             if !ok && f == 0 {
-                tally.record("cargo test (exit status)", false);
+                // E.g. one test crate failed to compile after others ran.
+                println!("cargo test exit status ... FAILED");
+                tally.record(
+                    "cargo test (failed without a failing test: build error?)",
+                    false,
+                );
             }
         }
-        None => tally.record("cargo test (no test results: build failed?)", false),
+        None => {
+            println!("cargo test: no test results ... FAILED");
+            tally.record("cargo test (no test results: build failed?)", false);
+        }
     }
 
     header("bare-metal builds (no_std)");
-    for (krate, target) in [
-        ("awk-paging-x86_64", "x86_64-unknown-none"),
-        ("awk-paging-aarch64", "aarch64-unknown-none"),
-    ] {
-        let ok = run(cargo().args(["build", "-p", "awk-paging", "-p", krate, "--target", target]));
-        tally.record(&format!("build {krate} for {target}"), ok);
+    for (krate, target) in BARE_METAL {
+        check(
+            tally,
+            &format!("build awk-paging {krate} --target {target}"),
+            &["build", "-p", "awk-paging", "-p", krate, "--target", target],
+        );
     }
 
-    if !host_only {
-        header("QEMU");
-        qemu::test_kernels(tally);
+    if !opts.host_only {
+        header("QEMU test kernels");
+        qemu::test_kernels(tally, None, false);
     }
 }

@@ -1,9 +1,10 @@
 //! Running cargo and rustup, and making sure the bare-metal targets are installed.
 
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::thread::{self, JoinHandle};
 
-/// The bare-metal targets the libraries and kernels build for.
-pub const TARGETS: [&str; 2] = ["x86_64-unknown-none", "aarch64-unknown-none"];
+use crate::targets::TARGETS;
 
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> std::path::PathBuf {
@@ -33,25 +34,49 @@ pub fn run(cmd: &mut Command) -> bool {
     }
 }
 
-/// Runs a command, echoing and capturing its stdout and stderr; returns (success, combined).
+/// Runs a command, streaming its stdout and stderr to ours as they arrive and capturing both;
+/// returns (success, stdout followed by stderr).
 pub fn run_capture(cmd: &mut Command) -> (bool, String) {
     eprintln!("$ {}", describe(cmd));
-    match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output() {
-        Ok(out) => {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            eprint!("{stderr}");
-            print!("{stdout}");
-            (out.status.success(), format!("{stdout}\n{stderr}"))
-        }
+    let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("  could not start: {e}");
-            (false, String::new())
+            return (false, String::new());
         }
+    };
+    let out = child.stdout.take().map(|p| tee(p, false));
+    let err = child.stderr.take().map(|p| tee(p, true));
+    let ok = child.wait().is_ok_and(|s| s.success());
+    let mut text = String::new();
+    for t in [out, err].into_iter().flatten() {
+        text.push_str(&t.join().unwrap_or_default());
+        text.push('\n');
     }
+    (ok, text)
 }
 
-fn describe(cmd: &Command) -> String {
+/// Copies a pipe to our stdout (or stderr) as it arrives, returning everything read.
+fn tee(mut pipe: impl Read + Send + 'static, to_stderr: bool) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = if to_stderr {
+                std::io::stderr().write_all(&buf[..n])
+            } else {
+                std::io::stdout().write_all(&buf[..n])
+            };
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    })
+}
+
+pub fn describe(cmd: &Command) -> String {
     let args: Vec<String> = cmd
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())

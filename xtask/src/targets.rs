@@ -1,0 +1,248 @@
+//! The QEMU kernels: one table row each, and how each architecture boots and exits.
+
+use std::path::PathBuf;
+
+use crate::toolchain::root;
+
+/// The bare-metal targets the libraries and kernels build for.
+pub const TARGETS: [&str; 2] = ["x86_64-unknown-none", "aarch64-unknown-none"];
+
+/// An architecture QEMU emulates for us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+/// How a kernel run ended, in the harness's terms (`qemu-tests/src/harness.rs`: `EXIT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelExit {
+    /// `EXIT_SUCCESS` (0).
+    Success,
+    /// `EXIT_FAILURE` (1): some test failed.
+    TestFailures,
+    /// `EXIT_CRASH` (3): unexpected exception or panic.
+    Crash,
+    /// Anything else (a triple-fault reset, QEMU's own error, killed by the timeout).
+    Unexpected(Option<i32>),
+}
+
+impl Arch {
+    /// Its name on the command line (`cargo xtask qemu x86_64`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Arch> {
+        [Arch::X86_64, Arch::Aarch64]
+            .into_iter()
+            .find(|a| a.name() == s)
+    }
+
+    /// Rust target.
+    pub fn target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => TARGETS[0],
+            Arch::Aarch64 => TARGETS[1],
+        }
+    }
+
+    /// QEMU system emulator.
+    pub fn qemu(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// QEMU arguments common to every kernel of the architecture (the machine comes from the
+    /// kernel's row; `-kernel` is appended last).
+    pub fn base_args(self) -> &'static [&'static str] {
+        match self {
+            // The kernel exits by writing v to port 0xf4: QEMU then exits with (v << 1) | 1.
+            // `-no-reboot` turns a triple fault into exit status 0 instead of a reboot loop.
+            Arch::X86_64 => &[
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ],
+            // The kernel exits through semihosting SYS_EXIT with the harness code itself.
+            Arch::Aarch64 => &[
+                "-cpu",
+                "cortex-a72",
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-semihosting",
+            ],
+        }
+    }
+
+    /// Maps QEMU's exit status (`None`: killed by a signal) to the harness's exit code.
+    pub fn kernel_exit(self, status: Option<i32>) -> KernelExit {
+        let code = match (self, status) {
+            (Arch::X86_64, Some(s)) if s & 1 == 1 => Some(s >> 1),
+            (Arch::X86_64, _) => None,
+            (Arch::Aarch64, s) => s,
+        };
+        match code {
+            Some(0) => KernelExit::Success,
+            Some(1) => KernelExit::TestFailures,
+            Some(3) => KernelExit::Crash,
+            _ => KernelExit::Unexpected(status),
+        }
+    }
+}
+
+/// What a kernel is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A test kernel run by `cargo xtask test`; `negative_control`: also build it with
+    /// `no-tlb-flush` and require exactly the TLB-dependent tests to fail.
+    Test { negative_control: bool },
+    /// A demo booted by `cargo xtask qemu`.
+    Demo,
+}
+
+/// One boot of one kernel of the `qemu-tests` package.
+#[derive(Debug)]
+pub struct Kernel {
+    /// Its `[[bin]]` name (source `qemu-tests/src/bin/<bin>.rs`).
+    pub bin: &'static str,
+    pub arch: Arch,
+    /// QEMU's `-machine` value.
+    pub machine: &'static str,
+    /// Prefix of printed test names (`[x86_64] test ...`); unique per row.
+    pub label: &'static str,
+    pub mode: Mode,
+}
+
+const TEST: Mode = Mode::Test {
+    negative_control: true,
+};
+const TEST_ONLY: Mode = Mode::Test {
+    negative_control: false,
+};
+const X86: Arch = Arch::X86_64;
+const ARM: Arch = Arch::Aarch64;
+
+#[rustfmt::skip]
+/// Every kernel boot: adding one is one line here plus its `[[bin]]` in `qemu-tests`.
+pub const KERNELS: &[Kernel] = &[
+    //       bin                   arch       machine                           label                mode
+    Kernel { bin: "x86_64-tests",  arch: X86, machine: "microvm",                label: "x86_64",      mode: TEST },
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   label: "aarch64",     mode: TEST },
+    // The same kernel entered at EL2 (it drops to EL1 itself).
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt,virtualization=on", label: "aarch64/el2", mode: TEST_ONLY },
+    Kernel { bin: "x86_64-demo",   arch: X86, machine: "microvm",                label: "x86_64",      mode: Mode::Demo },
+    Kernel { bin: "aarch64-demo",  arch: ARM, machine: "virt",                   label: "aarch64",     mode: Mode::Demo },
+];
+
+impl Kernel {
+    pub fn is_test(&self) -> bool {
+        matches!(self.mode, Mode::Test { .. })
+    }
+
+    /// Whether the kernel's source exists yet.
+    pub fn exists(&self) -> bool {
+        root()
+            .join("qemu-tests/src/bin")
+            .join(format!("{}.rs", self.bin))
+            .exists()
+    }
+
+    /// The ELF `cargo build --release` produces.
+    pub fn elf(&self) -> PathBuf {
+        root()
+            .join("target")
+            .join(self.arch.target())
+            .join("release")
+            .join(self.bin)
+    }
+
+    /// QEMU's full argument list.
+    pub fn qemu_args(&self) -> Vec<String> {
+        let mut args = vec!["-machine".to_string(), self.machine.to_string()];
+        args.extend(self.arch.base_args().iter().map(|s| s.to_string()));
+        args.push("-kernel".into());
+        args.push(self.elf().display().to_string());
+        args
+    }
+}
+
+/// The kernels of one mode, optionally of one architecture.
+pub fn select(tests: bool, arch: Option<Arch>) -> impl Iterator<Item = &'static Kernel> {
+    KERNELS
+        .iter()
+        .filter(move |k| k.is_test() == tests && arch.is_none_or(|a| k.arch == a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_exit_status_is_debug_exit_encoding() {
+        let x = Arch::X86_64;
+        assert_eq!(x.kernel_exit(Some(1)), KernelExit::Success);
+        assert_eq!(x.kernel_exit(Some(3)), KernelExit::TestFailures);
+        assert_eq!(x.kernel_exit(Some(7)), KernelExit::Crash);
+        // Triple fault with -no-reboot: a plain 0 is not success.
+        assert_eq!(x.kernel_exit(Some(0)), KernelExit::Unexpected(Some(0)));
+        assert_eq!(x.kernel_exit(Some(5)), KernelExit::Unexpected(Some(5)));
+        assert_eq!(x.kernel_exit(Some(2)), KernelExit::Unexpected(Some(2)));
+        assert_eq!(x.kernel_exit(None), KernelExit::Unexpected(None));
+    }
+
+    #[test]
+    fn aarch64_exit_status_is_the_harness_code() {
+        let a = Arch::Aarch64;
+        assert_eq!(a.kernel_exit(Some(0)), KernelExit::Success);
+        assert_eq!(a.kernel_exit(Some(1)), KernelExit::TestFailures);
+        assert_eq!(a.kernel_exit(Some(3)), KernelExit::Crash);
+        assert_eq!(a.kernel_exit(Some(2)), KernelExit::Unexpected(Some(2)));
+        assert_eq!(a.kernel_exit(None), KernelExit::Unexpected(None));
+    }
+
+    #[test]
+    fn table_is_consistent() {
+        let mut labels: Vec<(&str, bool)> =
+            KERNELS.iter().map(|k| (k.label, k.is_test())).collect();
+        labels.sort_unstable();
+        let n = labels.len();
+        labels.dedup();
+        assert_eq!(labels.len(), n, "labels must be unique per mode");
+        for k in KERNELS {
+            assert!(k.bin.starts_with(k.arch.name()), "{}", k.bin);
+        }
+        assert_eq!(select(true, None).count(), 3);
+        assert_eq!(select(false, Some(Arch::Aarch64)).count(), 1);
+        assert_eq!(Arch::from_name("aarch64"), Some(Arch::Aarch64));
+        assert_eq!(Arch::from_name("riscv64"), None);
+        let args = KERNELS[2].qemu_args();
+        assert_eq!(args[..2], ["-machine", "virt,virtualization=on"]);
+        assert_eq!(args[args.len() - 2], "-kernel");
+        assert!(args
+            .last()
+            .unwrap()
+            .ends_with("target/aarch64-unknown-none/release/aarch64-tests"));
+    }
+}
