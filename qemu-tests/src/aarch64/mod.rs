@@ -1,10 +1,12 @@
 //! AArch64 kernel support: boot (EL2 → EL1), PL011, semihosting exit, vectors with recoverable
-//! probes, and the MMU brought up with the crate's own tables.
+//! probes, and the MMU brought up with the crate's own tables. See `qemu-tests/aarch64/README.md`
+//! for the boot flow, the memory layout and how to add a test.
 
 mod boot;
 pub mod console;
 pub mod exceptions;
 pub mod probe;
+pub mod selftest;
 
 use core::fmt::Write;
 
@@ -13,7 +15,14 @@ use awk_paging::{
 };
 use awk_paging_aarch64::{mmu, KernelTable, VaSize, A64};
 
+/// What a probe reports (shared with the x86_64 kernel).
+pub use crate::live::{Fault, FaultKind};
+/// The fault probes under the names the AArch64 docs use (the same functions as
+/// `crate::probe::{read, write, exec}`); decode [`crate::live::Fault::raw`] with
+/// [`Abort::decode`] for the level, the access-flag status and WnR.
+pub use crate::probe::{exec as probe_exec, read as probe_read, write as probe_write};
 pub use console::{exit, Pl011};
+pub use exceptions::{Abort, FaultStatus};
 
 use crate::frames::PoolFrames;
 
@@ -26,12 +35,28 @@ pub const RAM: (u64, u64) = (0x4000_0000, 0x5000_0000);
 /// The PL011's 2 MiB block.
 pub const UART_BLOCK: u64 = 0x0900_0000;
 
+/// The frame pool's size (the most [`crate::frames`] holds).
+pub const POOL_BYTES: u64 = 64 << 20;
+
+static POOL_START: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The end of the kernel image (code, data, .bss with the boot stack), 4 KiB-aligned.
+pub fn kernel_end() -> u64 {
+    // SAFETY: linker symbol address.
+    unsafe { core::ptr::from_ref(&__kernel_end) as u64 }
+}
+
 /// Sets up the frame pool (64 MiB from 16 MiB into RAM, above the image).
 pub fn init() {
-    // SAFETY: linker symbol address.
-    let end = unsafe { core::ptr::from_ref(&__kernel_end) as u64 };
-    let start = end.max(RAM.0 + (16 << 20)).next_multiple_of(4096);
-    crate::frames::init(start, start + (64 << 20));
+    let start = kernel_end().max(RAM.0 + (16 << 20)).next_multiple_of(4096);
+    POOL_START.store(start, core::sync::atomic::Ordering::SeqCst);
+    crate::frames::init(start, start + POOL_BYTES);
+}
+
+/// The physical range `[start, end)` the frame pool was filled from by [`init`].
+pub fn frame_pool() -> (u64, u64) {
+    let start = POOL_START.load(core::sync::atomic::Ordering::SeqCst);
+    (start, start + POOL_BYTES)
 }
 
 static mut FRAMES: PoolFrames = PoolFrames;

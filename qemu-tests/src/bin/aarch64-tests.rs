@@ -1,7 +1,8 @@
 //! The AArch64 test kernel: brings the MMU up with the crate's own tables, runs the conformance
 //! suite on real memory, then the seed `AArch64` API on the live tables — accesses, aborts,
 //! remapping, the PL011 through a device mapping, and every flag combination as the MMU itself
-//! translates it (`AT S1E1R/W` → PAR_EL1).
+//! translates it (`AT S1E1R/W` → PAR_EL1); last the kernel's own self-tests
+//! ([`qemu_tests::aarch64::selftest`]: boot state, decoded abort syndromes, frame pool).
 #![no_std]
 #![no_main]
 // Test failures carry a fixed-size message (no allocator on bare metal).
@@ -12,7 +13,7 @@ use core::fmt::Write;
 use aarch64_cpu::registers::{Readable, MAIR_EL1, TTBR0_EL1};
 use awk_paging::{conformance, ActiveTable, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::{mair, AArch64, A64};
-use qemu_tests::aarch64::{exit, init, mmu_on, Pl011};
+use qemu_tests::aarch64::{exit, init, mmu_on, selftest, Pl011};
 use qemu_tests::bare_harness::BareHarness;
 use qemu_tests::expect::aarch64 as expect;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_CRASH, EXIT_FAILURE, EXIT_SUCCESS};
@@ -227,6 +228,7 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     let mut summary = Summary::default();
     conformance_suite(&mut out, &mut summary);
     harness::run(&mut out, "", LIVE, &mut summary);
+    harness::run(&mut out, "", selftest::TESTS, &mut summary);
     harness::print_summary(&mut out, summary);
     exit(if summary.failed == 0 {
         EXIT_SUCCESS
