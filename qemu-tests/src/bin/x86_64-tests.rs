@@ -1,6 +1,6 @@
-//! The x86_64 test kernel: the conformance suite on real memory, then the seed `X86` API on the
-//! live tables the MMU walks — accesses, faults, remapping, device memory, hardware-walked
-//! entries.
+//! The x86_64 test kernel: the infrastructure self-tests (`qemu_tests::x86_64::selftest`), the
+//! conformance suite on real memory, then the seed `X86` API on the live tables the MMU walks —
+//! accesses, faults, remapping, device memory, hardware-walked entries.
 #![no_std]
 #![no_main]
 // Test failures carry a fixed-size message (no allocator on bare metal).
@@ -18,7 +18,7 @@ use qemu_tests::frames::PoolFrames;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_FAILURE, EXIT_SUCCESS};
 use qemu_tests::live::{self, frame, va, Machine};
 use qemu_tests::probe;
-use qemu_tests::x86_64::{boot_pml4_phys, exit, init, Com1};
+use qemu_tests::x86_64::{boot_pml4_phys, exit, init, selftest, Com1};
 use qemu_tests::{ensure, ensure_eq, fail};
 use x86_64::structures::paging::{OffsetPageTable, PageTable};
 
@@ -197,6 +197,7 @@ extern "C" fn x86_kernel_entry() -> ! {
     let mut out = Com1;
     let _ = writeln!(out, "awk-paging x86_64 test kernel");
     let mut summary = Summary::default();
+    harness::run(&mut out, "", selftest::tests(), &mut summary);
     conformance_suite(&mut out, &mut summary);
 
     // Hand the live boot tables to the seed API, as a kernel would with its OffsetPageTable.

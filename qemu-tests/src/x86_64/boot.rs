@@ -1,6 +1,8 @@
-//! PVH entry: QEMU enters `_start32` in 32-bit protected mode with paging off. We identity-map
-//! the first 1 GiB with 2 MiB pages (static tables below), enable PAE, long mode, NX and
-//! write-protect, load a flat GDT and jump to 64-bit code, which calls `x86_kernel_entry`.
+//! PVH entry: QEMU enters `_start32` in 32-bit protected mode with paging off and `ebx` pointing
+//! at the PVH `hvm_start_info` (saved in `pvh_start_info`). We identity-map the first 1 GiB with
+//! 2 MiB pages (static tables below, in the image, so Rust edits the live tables through
+//! [`super::boot_pml4_phys`]), enable PAE, long mode, NX and write-protect, load a flat GDT and
+//! jump to 64-bit code, which calls `x86_kernel_entry` (defined by each kernel binary).
 
 core::arch::global_asm!(
     r#"
@@ -20,6 +22,7 @@ core::arch::global_asm!(
 _start32:
     cli
     movl $boot_stack_top, %esp
+    movl %ebx, pvh_start_info
     movl %ebx, %edi
     movl $boot_pml4, %eax
     movl %eax, %cr3
@@ -68,6 +71,10 @@ boot_pd:
     .quad (i << 21) + 0x83
     .set i, i + 1
     .endr
+.balign 8
+.global pvh_start_info
+pvh_start_info:
+    .quad 0
 .balign 16
 boot_gdt:
     .quad 0

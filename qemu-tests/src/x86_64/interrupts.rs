@@ -1,6 +1,8 @@
-//! Exception entry stubs, the IDT, and the Rust handler: an expected page fault inside a probe
-//! (see [`super::probe`]) is recorded and execution resumes; anything else prints the CPU state
-//! and exits with `EXIT_CRASH`.
+//! Exception entry stubs for all 32 CPU exception vectors, the IDT, and the Rust handler: an
+//! expected exception inside a probe (see [`super::probe`]: #PF from a read/write/exec probe, #BP
+//! from the breakpoint probe, #DF from the double-fault probe) is recorded and execution resumes;
+//! anything else prints the vector, error code, RIP, RSP and CR2 and exits with `EXIT_CRASH`.
+//! #DF runs on its own IST stack (see [`super::gdt`]).
 
 use core::fmt::Write;
 
@@ -47,6 +49,16 @@ ISR_NOERR 18
 ISR_NOERR 19
 ISR_NOERR 20
 ISR_ERR 21
+ISR_NOERR 22
+ISR_NOERR 23
+ISR_NOERR 24
+ISR_NOERR 25
+ISR_NOERR 26
+ISR_NOERR 27
+ISR_NOERR 28
+ISR_ERR 29
+ISR_ERR 30
+ISR_NOERR 31
 
 isr_common:
     pushq %rax
@@ -91,7 +103,8 @@ isr_common:
 isr_table:
     .quad isr_0, isr_1, isr_2, isr_3, isr_4, isr_5, isr_6, isr_7
     .quad isr_8, isr_9, isr_10, isr_11, isr_12, isr_13, isr_14, isr_15
-    .quad isr_16, isr_17, isr_18, isr_19, isr_20, isr_21
+    .quad isr_16, isr_17, isr_18, isr_19, isr_20, isr_21, isr_22, isr_23
+    .quad isr_24, isr_25, isr_26, isr_27, isr_28, isr_29, isr_30, isr_31
 "#,
     options(att_syntax)
 );
@@ -124,7 +137,7 @@ pub struct Frame {
     pub ss: u64,
 }
 
-const VECTORS: usize = 22;
+const VECTORS: usize = 32;
 
 extern "C" {
     static isr_table: [u64; VECTORS];
@@ -136,15 +149,78 @@ struct Idt([[u64; 2]; 256]);
 
 static mut IDT: Idt = Idt([[0; 2]; 256]);
 
-/// Installs the IDT (vectors 0..=21: CPU exceptions).
+/// Vector numbers the handler treats specially.
+pub const DIVIDE_ERROR: u64 = 0;
+/// #BP.
+pub const BREAKPOINT: u64 = 3;
+/// #UD.
+pub const INVALID_OPCODE: u64 = 6;
+/// #DF (on IST stack [`super::gdt::DOUBLE_FAULT_IST`]).
+pub const DOUBLE_FAULT: u64 = 8;
+/// #GP.
+pub const GENERAL_PROTECTION: u64 = 13;
+/// #PF.
+pub const PAGE_FAULT: u64 = 14;
+
+/// The mnemonic of an exception vector.
+pub fn name(vector: u64) -> &'static str {
+    const NAMES: [&str; VECTORS] = [
+        "#DE divide error",
+        "#DB debug",
+        "NMI",
+        "#BP breakpoint",
+        "#OF overflow",
+        "#BR bound range",
+        "#UD invalid opcode",
+        "#NM device not available",
+        "#DF double fault",
+        "coprocessor segment overrun",
+        "#TS invalid TSS",
+        "#NP segment not present",
+        "#SS stack-segment fault",
+        "#GP general protection",
+        "#PF page fault",
+        "reserved",
+        "#MF x87 floating point",
+        "#AC alignment check",
+        "#MC machine check",
+        "#XM SIMD floating point",
+        "#VE virtualization",
+        "#CP control protection",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "reserved",
+        "#HV hypervisor injection",
+        "#VC VMM communication",
+        "#SX security",
+        "reserved",
+    ];
+    NAMES.get(vector as usize).copied().unwrap_or("?")
+}
+
+/// Loads the GDT/TSS and installs the IDT (vectors 0..=31: CPU exceptions; #DF on its IST
+/// stack). Idempotent.
 pub fn init() {
+    super::gdt::init();
     // SAFETY: single CPU, before interrupts or exceptions are expected; the table is static.
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         for (v, gate) in idt.0.iter_mut().enumerate().take(VECTORS) {
             let addr = isr_table[v];
-            let low =
-                (addr & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((addr >> 16) & 0xffff) << 48;
+            // Offset 15:0, selector 0x08, IST, present 64-bit interrupt gate (0x8e), offset 31:16.
+            let ist = if v as u64 == DOUBLE_FAULT {
+                super::gdt::DOUBLE_FAULT_IST
+            } else {
+                0
+            };
+            let low = (addr & 0xffff)
+                | (0x08 << 16)
+                | (ist << 32)
+                | (0x8e00u64 << 32)
+                | ((addr >> 16) & 0xffff) << 48;
             *gate = [low, addr >> 32];
         }
         let ptr = DescriptorTablePointer {
@@ -157,14 +233,25 @@ pub fn init() {
 
 #[no_mangle]
 extern "C" fn x86_exception(frame: &mut Frame) {
-    if frame.vector == 14 && super::probe::recover(frame) {
+    let recovered = match frame.vector {
+        PAGE_FAULT => super::probe::recover(frame),
+        BREAKPOINT => super::probe::recover_breakpoint(frame),
+        DOUBLE_FAULT => super::probe::recover_double_fault(frame),
+        _ => false,
+    };
+    if recovered {
         return;
     }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     let _ = writeln!(
         Com1,
-        "\nunexpected exception {} error {:#x} rip {:#x} rsp {:#x} cr2 {:#x}",
-        frame.vector, frame.error, frame.rip, frame.rsp, cr2
+        "\nunexpected exception {} ({}) error {:#x} rip {:#x} rsp {:#x} cr2 {:#x}",
+        frame.vector,
+        name(frame.vector),
+        frame.error,
+        frame.rip,
+        frame.rsp,
+        cr2
     );
     exit(EXIT_CRASH);
 }
