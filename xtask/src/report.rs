@@ -125,7 +125,7 @@ pub fn check_kernel_run(run: &KernelRun, exit: KernelExit, timed_out: bool) -> R
         return Err("crashed (unexpected exception or panic)".into());
     }
     match run.summary {
-        None => return Err(format!("no summary line (exit {exit:?})")),
+        None => return Err(format!("no summary line (exit: {exit})")),
         Some(s) if s != (passed, failed) => {
             return Err(format!(
             "summary says {} passed, {} failed but {passed} passed, {failed} failed were printed",
@@ -143,7 +143,7 @@ pub fn check_kernel_run(run: &KernelRun, exit: KernelExit, timed_out: bool) -> R
         return Err("no tests ran".into());
     }
     if exit != expected {
-        return Err(format!("exit {exit:?}, expected {expected:?}"));
+        return Err(format!("exit: {exit}, expected: {expected}"));
     }
     Ok(())
 }

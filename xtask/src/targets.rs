@@ -27,6 +27,20 @@ pub enum KernelExit {
     Unexpected(Option<i32>),
 }
 
+impl std::fmt::Display for KernelExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelExit::Success => f.write_str("success"),
+            KernelExit::TestFailures => f.write_str("test failures"),
+            KernelExit::Crash => f.write_str("crash"),
+            KernelExit::Unexpected(Some(s)) => {
+                write!(f, "unexpected QEMU exit status {s} (not a harness code)")
+            }
+            KernelExit::Unexpected(None) => f.write_str("killed by a signal"),
+        }
+    }
+}
+
 impl Arch {
     /// Its name on the command line (`cargo xtask qemu x86_64`).
     pub fn name(self) -> &'static str {
