@@ -2,10 +2,13 @@
 //! through the identity map, never activated (so no TLB is involved).
 
 use awk_paging::arch::Arch;
-use awk_paging::conformance::{Failure, Harness, TableOf};
+use core::fmt::Write;
+
+use awk_paging::conformance::{self, Failure, Harness, TableOf};
 use awk_paging::{AddrError, CountingFrames, NoTlb, OffsetPhysMem, PageTable, PhyAddr, VirtAddr};
 
 use crate::frames::PoolFrames;
+use crate::harness::Summary;
 
 /// Runs the suite for regime `A` over real memory.
 pub struct BareHarness<A: 'static> {
@@ -47,4 +50,32 @@ impl<A: Arch> Harness for BareHarness<A> {
     fn bad_vas(&self) -> &[(VirtAddr, AddrError)] {
         self.bad_vas
     }
+}
+
+/// Runs the conformance suite for regime `arch` over real memory, printing one harness line per
+/// check (`test conformance::NAME ... ok|FAILED: why`) and counting into `summary`.
+pub fn run<A: Arch + 'static>(
+    arch: A,
+    bad_vas: &'static [(VirtAddr, AddrError)],
+    out: &mut dyn Write,
+    summary: &mut Summary,
+) {
+    let mut h = BareHarness {
+        arch,
+        va_window: VirtAddr::new(0x0000_1000_0000_0000),
+        bad_vas,
+    };
+    conformance::run_all(&mut h, |name, r| {
+        let _ = write!(out, "test conformance::{name} ... ");
+        match r {
+            Ok(()) => {
+                summary.passed += 1;
+                let _ = writeln!(out, "ok");
+            }
+            Err(e) => {
+                summary.failed += 1;
+                let _ = writeln!(out, "FAILED: {e}");
+            }
+        }
+    });
 }

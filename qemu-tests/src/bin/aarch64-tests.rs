@@ -11,10 +11,10 @@
 use core::fmt::Write;
 
 use aarch64_cpu::registers::{Readable, MAIR_EL1, TTBR0_EL1};
-use awk_paging::{conformance, ActiveTable, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
+use awk_paging::{ActiveTable, AddrError, Flags, Mapper, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::{mair, AArch64, A64};
 use qemu_tests::aarch64::{exit, init, mmu_on, selftest, Pl011};
-use qemu_tests::bare_harness::BareHarness;
+use qemu_tests::bare_harness;
 use qemu_tests::expect::aarch64 as expect;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_CRASH, EXIT_FAILURE, EXIT_SUCCESS};
 use qemu_tests::live::{self, frame, va, Machine};
@@ -184,27 +184,6 @@ const LIVE: &[Test] = &[
     },
 ];
 
-fn conformance_suite(out: &mut Pl011, summary: &mut Summary) {
-    let mut h = BareHarness {
-        arch: A64::default(),
-        va_window: VirtAddr::new(0x0000_1000_0000_0000),
-        bad_vas: BAD_VAS,
-    };
-    conformance::run_all(&mut h, |name, r| {
-        let _ = write!(out, "test conformance::{name} ... ");
-        match r {
-            Ok(()) => {
-                summary.passed += 1;
-                let _ = writeln!(out, "ok");
-            }
-            Err(e) => {
-                summary.failed += 1;
-                let _ = writeln!(out, "FAILED: {e}");
-            }
-        }
-    });
-}
-
 #[no_mangle]
 extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     init();
@@ -226,7 +205,7 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
         exit(EXIT_CRASH);
     }
     let mut summary = Summary::default();
-    conformance_suite(&mut out, &mut summary);
+    bare_harness::run(A64::default(), BAD_VAS, &mut out, &mut summary);
     harness::run(&mut out, "", LIVE, &mut summary);
     harness::run(&mut out, "", selftest::TESTS, &mut summary);
     harness::print_summary(&mut out, summary);

@@ -8,11 +8,9 @@
 
 use core::fmt::Write;
 
-use awk_paging::{
-    conformance, ActiveTable, AddrError, Flags, FrameAllocator, Mapper, PhyAddr, Tlb, VirtAddr,
-};
+use awk_paging::{ActiveTable, AddrError, Flags, FrameAllocator, Mapper, PhyAddr, Tlb, VirtAddr};
 use awk_paging_x86_64::{X86, X86_64};
-use qemu_tests::bare_harness::BareHarness;
+use qemu_tests::bare_harness;
 use qemu_tests::expect::x86_64 as expect;
 use qemu_tests::frames::PoolFrames;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_FAILURE, EXIT_SUCCESS};
@@ -135,27 +133,6 @@ fn hardware_walked_entries_for_all_flags() -> Result<(), Failure> {
     Ok(())
 }
 
-fn conformance_suite(out: &mut Com1, summary: &mut Summary) {
-    let mut h = BareHarness {
-        arch: X86_64::new(),
-        va_window: VirtAddr::new(0x0000_1000_0000_0000),
-        bad_vas: BAD_VAS,
-    };
-    conformance::run_all(&mut h, |name, r| {
-        let _ = write!(out, "test conformance::{name} ... ");
-        match r {
-            Ok(()) => {
-                summary.passed += 1;
-                let _ = writeln!(out, "ok");
-            }
-            Err(e) => {
-                summary.failed += 1;
-                let _ = writeln!(out, "FAILED: {e}");
-            }
-        }
-    });
-}
-
 const LIVE: &[Test] = &[
     Test {
         name: "live::instance_api_huge_page_lifecycle",
@@ -198,7 +175,7 @@ extern "C" fn x86_kernel_entry() -> ! {
     let _ = writeln!(out, "awk-paging x86_64 test kernel");
     let mut summary = Summary::default();
     harness::run(&mut out, "", selftest::tests(), &mut summary);
-    conformance_suite(&mut out, &mut summary);
+    bare_harness::run(X86_64::new(), BAD_VAS, &mut out, &mut summary);
 
     // Hand the live boot tables to the seed API, as a kernel would with its OffsetPageTable.
     // SAFETY: the boot PML4 is identity-mapped and only edited through `X86` from now on.
