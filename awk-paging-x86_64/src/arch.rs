@@ -17,7 +17,7 @@
 //! entries) is never set; the power-on PAT repeats PA0..3 in PA4..7, so tables written by others
 //! with it set decode to the same type.
 
-use awk_paging::arch::{Arch, Entry};
+use awk_paging::arch::{check_sign_extended, Arch, Entry};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
 use x86_64::structures::paging::PageTableFlags as F;
 
@@ -144,12 +144,7 @@ unsafe impl Arch for X86_64 {
     #[inline(always)]
     fn check_va(&self, va: VirtAddr) -> Result<(), AddrError> {
         // Canonical: bits 63..=47 all equal (sign extension of bit 47).
-        let top = (va.as_u64() as i64) >> 47;
-        if top == 0 || top == -1 {
-            Ok(())
-        } else {
-            Err(AddrError::NonCanonical)
-        }
+        check_sign_extended(va, 48)
     }
 
     #[inline(always)]

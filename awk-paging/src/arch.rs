@@ -98,3 +98,21 @@ pub unsafe trait Arch: Copy {
 pub const fn table_index(va: VirtAddr, level: u8) -> usize {
     ((va.as_u64() >> (12 + 9 * level as u32)) & 0x1ff) as usize
 }
+
+/// Checks that `va` is the sign extension of its low `bits` bits (x86 canonical form with
+/// `bits = 48`; both halves of a `bits`-wide space).
+///
+/// ```
+/// use awk_paging::{arch::check_sign_extended, AddrError, VirtAddr};
+/// assert!(check_sign_extended(VirtAddr::new(0xffff_8000_0000_0000), 48).is_ok());
+/// assert_eq!(check_sign_extended(VirtAddr::new(0x0000_8000_0000_0000), 48), Err(AddrError::NonCanonical));
+/// ```
+#[inline(always)]
+pub const fn check_sign_extended(va: VirtAddr, bits: u32) -> Result<(), AddrError> {
+    let top = (va.as_u64() as i64) >> (bits - 1);
+    if top == 0 || top == -1 {
+        Ok(())
+    } else {
+        Err(AddrError::NonCanonical)
+    }
+}

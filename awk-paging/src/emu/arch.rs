@@ -4,7 +4,7 @@
 //! Bits: 0 valid, 1 table (levels above 0), 2 write, 3 execute, 4–5 memory type, 6 user,
 //! 7 global, 12–51 output address. 4 levels, 48-bit canonical VAs, 52-bit PAs, all page sizes.
 
-use crate::arch::{Arch, Entry};
+use crate::arch::{check_sign_extended, Arch, Entry};
 use crate::{AddrError, Attrs, MemoryType, PageSizes, PhyAddr, VirtAddr};
 
 const VALID: u64 = 1 << 0;
@@ -40,12 +40,8 @@ unsafe impl Arch for EmuArch {
 
     #[inline]
     fn check_va(&self, va: VirtAddr) -> Result<(), AddrError> {
-        let top = (va.as_u64() as i64) >> 47;
-        if top == 0 || top == -1 {
-            Ok(())
-        } else {
-            Err(AddrError::NonCanonical)
-        }
+        // Canonical: bits 63..=47 all equal (sign extension of bit 47).
+        check_sign_extended(va, 48)
     }
 
     #[inline]
