@@ -34,7 +34,8 @@ fn per_page(start: Instant) -> f64 {
 
 fn awk() -> Row {
     let mem = EmuMemory::new(ARENA_FRAMES);
-    let mut pt = PageTable::new(A64::default(), mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt =
+        PageTable::new(A64::default(), unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let va = |i: u64| VirtAddr::new(VA_BASE + i * 4096);
     let t = Instant::now();
     for i in 0..PAGES {
@@ -114,7 +115,7 @@ fn aarch64_paging() -> Row {
     use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, VaRange};
     use aarch64_paging::Mapping;
     let mem = EmuMemory::new(ARENA_FRAMES);
-    let offset = mem.offset_mapping().offset();
+    let offset = unsafe { mem.offset_mapping() }.offset();
     let mut map = Mapping::with_asid_and_va_range(
         ArenaTranslation { mem: &mem, offset },
         1,

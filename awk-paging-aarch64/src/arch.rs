@@ -34,7 +34,7 @@
 //! (AP, UXN, PXN) may be written in place. [`A64`] therefore compares those fields directly
 //! (a superset of the core's default, which compares output address and [`MemoryType`]).
 
-use awk_paging::arch::{Arch, Entry};
+use awk_paging::arch::{Arch, Entry, Limits};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
 
 use crate::descriptor::{bits as b, OA_MASK};
@@ -180,8 +180,9 @@ impl A64 {
 }
 
 // SAFETY: `decode` only returns output addresses below 2^pa_bits (wider ones decode as invalid,
-// as the hardware raises an Address size fault for them); encodings follow the Arm ARM
-// descriptor formats (D8.3).
+// as the hardware raises an Address size fault for them) and decodes leaves with AF = 0 as
+// invalid (Access flag fault: hardware AF updates are off in this regime); encodings follow the
+// Arm ARM descriptor formats (D8.3).
 unsafe impl Arch for A64 {
     #[inline(always)]
     fn levels(&self) -> u8 {
@@ -221,10 +222,14 @@ unsafe impl Arch for A64 {
         }
         // bits[1:0]: 0b11 table (levels 3..1 here) or page (level 0 here); 0b01 block at
         // Arm levels 1 and 2 (our 2 and 1), reserved (invalid) elsewhere.
+        // A leaf with AF = 0 raises an Access flag fault (hardware AF updates are off), so the
+        // MMU never uses it: it is no mapping.
+        let af = raw & b::AF != 0;
         match (raw & 0b11, level) {
-            (0b11, 0) => Entry::Leaf(PhyAddr::new(oa)),
+            (0b11, 0) if af => Entry::Leaf(PhyAddr::new(oa)),
+            (0b11, 0) => Entry::Invalid,
             (0b11, _) => Entry::Table(PhyAddr::new(oa)),
-            (0b01, 1 | 2) => {
+            (0b01, 1 | 2) if af => {
                 let size = if level == 1 {
                     PageSize::Size2M
                 } else {
@@ -240,6 +245,82 @@ unsafe impl Arch for A64 {
     fn table_entry(&self, table: PhyAddr, _attrs: Attrs) -> u64 {
         // No APTable/XNTable limits: the leaf decides.
         b::VALID | b::TABLE_OR_PAGE | (table.as_u64() & OA_MASK)
+    }
+
+    #[inline(always)]
+    fn table_limits(&self, raw: u64, _level: u8) -> Limits {
+        Limits {
+            no_write: raw & b::AP_TABLE_RO != 0,
+            no_user: raw & b::AP_TABLE_NO_EL0 != 0,
+            no_exec: raw & b::PXN_TABLE != 0,
+            no_user_exec: raw & b::UXN_TABLE != 0,
+        }
+    }
+
+    #[inline]
+    fn widen_table_entry(&self, raw: u64, attrs: Attrs) -> u64 {
+        let f = attrs.flags;
+        let mut lift = 0;
+        if f.write {
+            lift |= b::AP_TABLE_RO;
+        }
+        if attrs.user {
+            lift |= b::AP_TABLE_NO_EL0;
+        }
+        if f.execute {
+            lift |= if attrs.user {
+                b::UXN_TABLE
+            } else {
+                b::PXN_TABLE
+            };
+        }
+        raw & !lift
+    }
+
+    #[inline]
+    fn limit_entry(&self, raw: u64, level: u8, limits: Limits) -> u64 {
+        let table = level > 0 && raw & 0b11 == 0b11;
+        let mut add = 0;
+        let mut clear = 0;
+        if limits.no_write {
+            add |= if table { b::AP_TABLE_RO } else { b::AP_RO };
+        }
+        if limits.no_user {
+            if table {
+                add |= b::AP_TABLE_NO_EL0;
+            } else {
+                clear |= b::AP_EL0;
+            }
+        }
+        if limits.no_exec {
+            add |= if table { b::PXN_TABLE } else { b::PXN };
+        }
+        if limits.no_user_exec {
+            add |= if table { b::UXN_TABLE } else { b::UXN };
+        }
+        (raw | add) & !clear
+    }
+
+    #[inline]
+    fn effective_attrs(&self, raw: u64, level: u8, limits: Limits) -> Attrs {
+        // From the descriptor bits (not the canonical leaf attributes): a user page seen as a
+        // kernel page under APTable[0] executes at EL1 only as its PXN says.
+        let mut a = self.leaf_attrs(raw, level);
+        a.flags.write &= !limits.no_write;
+        a.user &= !limits.no_user;
+        let exec = if a.user {
+            raw & b::UXN == 0 && !limits.no_user_exec
+        } else {
+            raw & b::PXN == 0 && !limits.no_exec
+        };
+        a.flags.execute = exec && a.flags.memory_type() != MemoryType::Device;
+        a
+    }
+
+    #[inline]
+    fn accessed_dirty(&self, raw: u64, _level: u8) -> (bool, bool) {
+        // AF as recorded; no hardware dirty-state management (DBM) in this regime.
+        (raw & b::AF != 0, true)
     }
 
     #[inline(always)]

@@ -15,7 +15,7 @@
 //! | 53 | PXN | privileged execute-never |
 //! | 54 | UXN | unprivileged execute-never |
 //! | 58:55 | SW | ignored by hardware, for software |
-//! | 63:59 | NSTable, APTable, UXNTable, PXNTable | table descriptors only; left 0 (no limits) |
+//! | 63:59 | NSTable, APTable, UXNTable, PXNTable | table descriptors only; 0 in tables this crate builds, honoured (and pushed down before lifting) in tables it takes over |
 
 use tock_registers::register_bitfields;
 
@@ -151,4 +151,12 @@ pub mod bits {
     pub const PXN: u64 = D::PXN::SET.value;
     /// Unprivileged execute-never.
     pub const UXN: u64 = D::UXN::SET.value;
+    /// PXNTable (table descriptors): nothing below executes at EL1.
+    pub const PXN_TABLE: u64 = D::PXN_TABLE::SET.value;
+    /// UXNTable (table descriptors): nothing below executes at EL0.
+    pub const UXN_TABLE: u64 = D::UXN_TABLE::SET.value;
+    /// APTable\[0\] (table descriptors): nothing below is accessible from EL0.
+    pub const AP_TABLE_NO_EL0: u64 = 1 << D::AP_TABLE.shift;
+    /// APTable\[1\] (table descriptors): nothing below is writable.
+    pub const AP_TABLE_RO: u64 = 2 << D::AP_TABLE.shift;
 }

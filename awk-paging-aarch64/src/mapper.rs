@@ -29,7 +29,7 @@ static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
 /// use awk_paging_aarch64::{AArch64, A64};
 /// # fn kernel(frames: &'static mut (dyn awk_paging::FrameAllocator + Send),
 /// #           tlb: &'static (dyn awk_paging::Tlb + Sync)) -> Result<(), awk_paging::MapError> {
-/// let table = PageTable::new(A64::default(), OffsetPhysMem::new(0), frames, tlb)?;
+/// let table = PageTable::new(A64::default(), unsafe { OffsetPhysMem::new(0) }, frames, tlb)?;
 /// AArch64::install(table).expect("first init");
 /// unsafe { AArch64::map(VirtAddr::new(0x1_0000_0000), PhyAddr::new(0x4000_0000), Flags::RW) }?;
 /// assert_eq!(AArch64::vm_to_phy(VirtAddr::new(0x1_0000_0000)), Some(PhyAddr::new(0x4000_0000)));

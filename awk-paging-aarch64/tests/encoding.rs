@@ -133,6 +133,9 @@ fn user_global_and_block_descriptors() {
     }
 }
 
+/// The access flag (Arm ARM D8.3, bit 10).
+const AF: u64 = 1 << 10;
+
 #[test]
 fn reserved_encodings_decode_as_invalid() {
     let r = A64::default();
@@ -141,7 +144,14 @@ fn reserved_encodings_decode_as_invalid() {
     assert_eq!(r.decode(0x4000_0000 | BLOCK, 3), Entry::Invalid);
     assert_eq!(r.decode(0x4000_0000 | 0b10, 1), Entry::Invalid);
     assert_eq!(
-        r.decode(0x4000_0000 | BLOCK, 1),
+        r.decode(0x4000_0000 | BLOCK | AF, 1),
+        Entry::Leaf(PhyAddr::new(0x4000_0000))
+    );
+    // AF = 0 with hardware AF updates off: an Access flag fault, so no mapping.
+    assert_eq!(r.decode(0x4000_0000 | BLOCK, 1), Entry::Invalid);
+    assert_eq!(r.decode(0x4000_0000 | PAGE, 0), Entry::Invalid);
+    assert_eq!(
+        r.decode(0x4000_0000 | PAGE | AF, 0),
         Entry::Leaf(PhyAddr::new(0x4000_0000))
     );
     assert_eq!(
@@ -150,7 +160,7 @@ fn reserved_encodings_decode_as_invalid() {
     );
     // Block output addresses ignore the bits below the block size.
     assert_eq!(
-        r.decode(0x4020_1000 | BLOCK, 1),
+        r.decode(0x4020_1000 | BLOCK | AF, 1),
         Entry::Leaf(PhyAddr::new(0x4020_0000))
     );
 }
@@ -247,17 +257,17 @@ fn output_addresses_above_pa_bits_decode_as_invalid() {
     assert_eq!(r.decode(wide | PAGE, 2), Entry::Invalid);
     assert_eq!(r.decode(wide | BLOCK, 1), Entry::Invalid);
     assert_eq!(
-        r.decode(0x0000_00ff_ffff_f000 | PAGE, 0),
+        r.decode(0x0000_00ff_ffff_f000 | PAGE | AF, 0),
         Entry::Leaf(PhyAddr::new(0x0000_00ff_ffff_f000))
     );
     // With the default 48 bits, bit 47 is the top output-address bit.
     assert_eq!(
-        A64::default().decode(0x0000_8000_0000_0000 | PAGE, 0),
+        A64::default().decode(0x0000_8000_0000_0000 | PAGE | AF, 0),
         Entry::Leaf(PhyAddr::new(0x0000_8000_0000_0000))
     );
     // Bits above 47 are not output address (upper attributes) and never leak into it.
     assert_eq!(
-        A64::default().decode(UXN | PXN | 0x4000_0000 | PAGE, 0),
+        A64::default().decode(UXN | PXN | 0x4000_0000 | PAGE | AF, 0),
         Entry::Leaf(PhyAddr::new(0x4000_0000))
     );
     // Clamping of the configured width: 52-bit output needs FEAT_LPA2 fields this layout lacks.

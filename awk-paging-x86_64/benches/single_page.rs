@@ -34,7 +34,8 @@ fn per_page(start: Instant) -> f64 {
 
 fn awk() -> Row {
     let mem = EmuMemory::new(ARENA_FRAMES);
-    let mut pt = PageTable::new(X86_64::new(), mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt =
+        PageTable::new(X86_64::new(), unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let t = Instant::now();
     for i in 0..PAGES {
         let (va, pa) = (
@@ -94,7 +95,7 @@ fn raw_x86_64() -> Row {
         }
     }
     let mem = EmuMemory::new(ARENA_FRAMES);
-    let offset = mem.offset_mapping().offset();
+    let offset = unsafe { mem.offset_mapping() }.offset();
     let root = (&mem).allocate_frame().unwrap();
     let l4 = (root.as_u64() + offset) as *mut X86Table;
     let mut opt = unsafe {
@@ -183,7 +184,7 @@ fn page_table_multiarch() -> Row {
     }
     free.reverse();
     let arena: &'static PtmArena = Box::leak(Box::new(PtmArena {
-        offset: mem.offset_mapping().offset(),
+        offset: unsafe { mem.offset_mapping() }.offset(),
         free: Mutex::new(free),
     }));
     PTM_OFFSET

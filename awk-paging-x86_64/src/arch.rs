@@ -17,7 +17,7 @@
 //! entries) is never set; the power-on PAT repeats PA0..3 in PA4..7, so tables written by others
 //! with it set decode to the same type.
 
-use awk_paging::arch::{check_sign_extended, Arch, Entry};
+use awk_paging::arch::{check_sign_extended, Arch, Entry, Limits};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
 use x86_64::structures::paging::PageTableFlags as F;
 
@@ -132,9 +132,11 @@ impl X86_64 {
     }
 }
 
-// SAFETY: `decode` masks output addresses to bits 12..=51 (below 2^52 >= 2^pa_bits is not
-// required: addresses above pa_bits come only from tables written by others, and are still
-// below 2^52, which is what the walker dereferences through `PhysMem`); encodings follow the SDM.
+// SAFETY: `decode` returns output addresses below 2^pa_bits only: an entry with address bits at
+// or above MAXPHYADDR, like every other reserved-bit encoding (PS in a PML4E, a 1 GiB leaf
+// without Page1GB, bits 20:13 / 29:13 of a 2 MiB / 1 GiB leaf), decodes as invalid, as the CPU
+// raises a reserved-bit page fault for it (Intel SDM Vol. 3A §4.5, tables 4-14 to 4-20);
+// encodings follow the SDM.
 unsafe impl Arch for X86_64 {
     #[inline(always)]
     fn levels(&self) -> u8 {
@@ -166,17 +168,34 @@ unsafe impl Arch for X86_64 {
 
     #[inline(always)]
     fn decode(&self, raw: u64, level: u8) -> Entry {
-        let f = F::from_bits_retain(raw);
-        if !f.contains(F::PRESENT) {
+        if raw & F::PRESENT.bits() == 0 {
             return Entry::Invalid;
         }
+        // Address bits at or above MAXPHYADDR are reserved (bits 51:M must be 0).
+        if (raw & ADDR_MASK) >> self.pa_bits != 0 {
+            return Entry::Invalid;
+        }
+        let huge = raw & F::HUGE_PAGE.bits() != 0;
         match level {
             0 => Entry::Leaf(PhyAddr::new(raw & ADDR_MASK)),
-            1 | 2 if f.contains(F::HUGE_PAGE) => {
-                // Bit 12 of a huge entry is its PAT bit, not an address bit: mask to the size.
-                let size = PageSize::from_level(level).unwrap_or(PageSize::Size2M);
+            1 | 2 if huge => {
+                if level == 2 && !self.gigapages {
+                    return Entry::Invalid; // PS = 1 in a PDPTE without Page1GB: reserved
+                }
+                // Bit 12 of a huge entry is its PAT bit; bits 20:13 (2 MiB) or 29:13 (1 GiB)
+                // are reserved and must be 0.
+                let size = if level == 1 {
+                    PageSize::Size2M
+                } else {
+                    PageSize::Size1G
+                };
+                let reserved = size.offset_mask() & !0x1fff;
+                if raw & reserved != 0 {
+                    return Entry::Invalid;
+                }
                 Entry::Leaf(PhyAddr::new(raw & ADDR_MASK & !size.offset_mask()))
             }
+            3 if huge => Entry::Invalid, // PS is reserved in a PML4E
             _ => Entry::Table(PhyAddr::new(raw & ADDR_MASK)),
         }
     }
@@ -193,12 +212,63 @@ unsafe impl Arch for X86_64 {
     }
 
     #[inline(always)]
-    fn widen_table_entry(&self, raw: u64, attrs: Attrs) -> u64 {
-        if attrs.user {
-            raw | F::USER_ACCESSIBLE.bits()
-        } else {
-            raw
+    fn table_limits(&self, raw: u64, _level: u8) -> Limits {
+        let f = F::from_bits_retain(raw);
+        let nx = f.contains(F::NO_EXECUTE);
+        Limits {
+            no_write: !f.contains(F::WRITABLE),
+            no_user: !f.contains(F::USER_ACCESSIBLE),
+            no_exec: nx,
+            no_user_exec: nx,
         }
+    }
+
+    #[inline]
+    fn widen_table_entry(&self, raw: u64, attrs: Attrs) -> u64 {
+        let mut f = F::from_bits_retain(raw);
+        if attrs.flags.write {
+            f |= F::WRITABLE;
+        }
+        if attrs.user {
+            f |= F::USER_ACCESSIBLE;
+        }
+        if attrs.flags.execute {
+            f -= F::NO_EXECUTE;
+        }
+        f.bits()
+    }
+
+    #[inline]
+    fn limit_entry(&self, raw: u64, _level: u8, limits: Limits) -> u64 {
+        // The same bits restrict table entries and leaves on x86.
+        let mut f = F::from_bits_retain(raw);
+        if limits.no_write {
+            f -= F::WRITABLE;
+        }
+        if limits.no_user {
+            f -= F::USER_ACCESSIBLE;
+        }
+        if limits.no_exec || limits.no_user_exec {
+            f |= F::NO_EXECUTE;
+        }
+        f.bits()
+    }
+
+    /// The CPU sets Accessed and Dirty in live entries (Intel SDM Vol. 3A §4.8).
+    #[inline(always)]
+    fn hardware_updates_entries(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn keep_hardware_bits(&self, old: u64, new: u64) -> u64 {
+        new | (old & (F::ACCESSED | F::DIRTY).bits())
+    }
+
+    #[inline]
+    fn accessed_dirty(&self, raw: u64, _level: u8) -> (bool, bool) {
+        let f = F::from_bits_retain(raw);
+        (f.contains(F::ACCESSED), f.contains(F::DIRTY))
     }
 
     #[inline(always)]

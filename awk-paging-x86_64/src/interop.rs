@@ -18,7 +18,7 @@ use crate::{X86PageTable, X86_64};
 /// use x86_64::structures::paging::{OffsetPageTable, PageTable};
 ///
 /// let mem = EmuMemory::new(8);
-/// let direct = mem.offset_mapping();
+/// let direct = unsafe { mem.offset_mapping() };
 /// let root = (&mem).allocate_frame().unwrap();
 /// let l4 = (root.as_u64() + direct.offset()) as *mut PageTable;
 /// let opt = unsafe {
@@ -49,21 +49,32 @@ pub unsafe fn from_offset_page_table<F: FrameAllocator, T: Tlb + Clone>(
 /// (for code written against its `Mapper`/`Translate` traits). The exclusive borrow of `table`
 /// keeps the two from editing at the same time.
 ///
+/// # Safety
+///
+/// `OffsetPageTable` offers safe ways to write arbitrary entries (`level_4_table_mut`), and
+/// the table's walker dereferences whatever the entries point at through its unchecked
+/// [`OffsetPhysMem`]. So `f` must leave valid x86_64 tables behind: every table entry points at
+/// a table frame reachable through the direct map, and frames of any table it creates come from
+/// an allocator whose frames the direct map covers.
+///
 /// ```
 /// use awk_paging::{emu::EmuMemory, Flags, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
 /// use x86_64::structures::paging::{mapper::Translate, OffsetPageTable};
 ///
 /// let mem = EmuMemory::new(8);
 /// let regime = awk_paging_x86_64::X86_64::new();
-/// let mut pt = PageTable::new(regime, mem.offset_mapping(), &mem, NoTlb).unwrap();
+/// let mut pt = PageTable::new(regime, unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
 /// let (va, pa) = (VirtAddr::new(0x4000_0000), PhyAddr::new(0x20_0000));
 /// unsafe { pt.map(va, pa, PageSize::Size4K, Flags::RW) }.unwrap().flush();
-/// let seen = awk_paging_x86_64::with_offset_page_table(&mut pt, |opt| {
-///     opt.translate_addr(x86_64::VirtAddr::new(0x4000_0123))
-/// });
+/// // SAFETY: the closure only reads.
+/// let seen = unsafe {
+///     awk_paging_x86_64::with_offset_page_table(&mut pt, |opt| {
+///         opt.translate_addr(x86_64::VirtAddr::new(0x4000_0123))
+///     })
+/// };
 /// assert_eq!(seen, Some(x86_64::PhysAddr::new(0x20_0123)));
 /// ```
-pub fn with_offset_page_table<F: FrameAllocator, T: Tlb + Clone, R>(
+pub unsafe fn with_offset_page_table<F: FrameAllocator, T: Tlb + Clone, R>(
     table: &mut X86PageTable<OffsetPhysMem, F, T>,
     f: impl FnOnce(&mut OffsetPageTable<'_>) -> R,
 ) -> R {

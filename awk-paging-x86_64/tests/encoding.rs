@@ -20,32 +20,36 @@ fn walk_with_x86_64_crate<F: awk_paging::FrameAllocator>(
     pt: &mut PageTable<X86_64, awk_paging::OffsetPhysMem, F, NoTlb>,
     va: VirtAddr,
 ) -> Option<(u64, u64, PageSize)> {
-    with_offset_page_table(pt, |opt| {
-        match opt.translate(x86_64::VirtAddr::new(va.as_u64())) {
-            TranslateResult::Mapped {
-                frame,
-                offset: _,
-                flags,
-            } => Some(match frame {
-                MappedFrame::Size4KiB(f) => {
-                    (flags.bits(), f.start_address().as_u64(), PageSize::Size4K)
-                }
-                MappedFrame::Size2MiB(f) => {
-                    (flags.bits(), f.start_address().as_u64(), PageSize::Size2M)
-                }
-                MappedFrame::Size1GiB(f) => {
-                    (flags.bits(), f.start_address().as_u64(), PageSize::Size1G)
-                }
-            }),
-            _ => None,
-        }
-    })
+    // SAFETY: the closure only reads the tables.
+    unsafe {
+        with_offset_page_table(pt, |opt| {
+            match opt.translate(x86_64::VirtAddr::new(va.as_u64())) {
+                TranslateResult::Mapped {
+                    frame,
+                    offset: _,
+                    flags,
+                } => Some(match frame {
+                    MappedFrame::Size4KiB(f) => {
+                        (flags.bits(), f.start_address().as_u64(), PageSize::Size4K)
+                    }
+                    MappedFrame::Size2MiB(f) => {
+                        (flags.bits(), f.start_address().as_u64(), PageSize::Size2M)
+                    }
+                    MappedFrame::Size1GiB(f) => {
+                        (flags.bits(), f.start_address().as_u64(), PageSize::Size1G)
+                    }
+                }),
+                _ => None,
+            }
+        })
+    }
 }
 
 #[test]
 fn all_32_flag_combinations_encode_as_the_sdm_says() {
     let mem = EmuMemory::new(64);
-    let mut pt = PageTable::new(X86_64::new(), mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt =
+        PageTable::new(X86_64::new(), unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     for (i, expected) in TABLE.iter().enumerate() {
         let flags = Flags::all_combinations()[i];
         let va = VirtAddr::new(0x7000_0000_0000 + i as u64 * 0x1000);
@@ -76,7 +80,7 @@ fn all_32_flag_combinations_encode_as_the_sdm_says() {
 fn user_global_and_huge_bits() {
     let mem = EmuMemory::new(64);
     let regime = X86_64::new().with_1g_pages(true);
-    let mut pt = PageTable::new(regime, mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt = PageTable::new(regime, unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let cases: [(u64, PageSize, Attrs, u64); 4] = [
         (
             0x1000_0000,
@@ -129,14 +133,16 @@ fn user_global_and_huge_bits() {
 #[test]
 fn user_mappings_open_the_table_entries_above_them() {
     let mem = EmuMemory::new(64);
-    let mut pt = PageTable::new(X86_64::new(), mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt =
+        PageTable::new(X86_64::new(), unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let kernel = VirtAddr::new(0x1000_0000);
     let user = VirtAddr::new(0x1000_1000);
     unsafe { pt.map(kernel, PhyAddr::new(0x5000), PageSize::Size4K, Flags::RW) }
         .unwrap()
         .flush();
     let l4_entry = |pt: &mut PageTable<X86_64, _, _, _>| {
-        with_offset_page_table(pt, |opt| opt.level_4_table()[0].flags().bits())
+        // SAFETY: reads only.
+        unsafe { with_offset_page_table(pt, |opt| opt.level_4_table()[0].flags().bits()) }
     };
     assert_eq!(l4_entry(&mut pt), P | RW, "kernel-only path has no U/S");
     let attrs = Attrs {

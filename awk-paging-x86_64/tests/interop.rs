@@ -25,10 +25,10 @@ unsafe impl X86FrameAllocator<Size4KiB> for Lend<'_> {
 fn bootloader_style_direct_map_translates_with_sizes() {
     let mem = EmuMemory::new(64);
     let regime = X86_64::new().with_1g_pages(true);
-    let mut pt = PageTable::new(regime, mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt = PageTable::new(regime, unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let direct = 0xffff_8000_0000_0000u64;
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
-    with_offset_page_table(&mut pt, |opt| {
+    let build = |opt: &mut x86_64::structures::paging::OffsetPageTable<'_>| {
         let mut lend = Lend(&mem);
         // 0..1 GiB as one 1 GiB page, 1..1.5 GiB as 2 MiB pages, one 4 KiB page after that.
         let g = Page::<Size1GiB>::containing_address(x86_64::VirtAddr::new(direct));
@@ -51,7 +51,9 @@ fn bootloader_style_direct_map_translates_with_sizes() {
         unsafe { opt.map_to(page, frame, flags, &mut lend) }
             .unwrap()
             .ignore();
-    });
+    };
+    // SAFETY: the closure maps through the x86_64 crate with frames from the same arena.
+    unsafe { with_offset_page_table(&mut pt, build) };
     let probes = [
         (0x1234_5678u64, PageSize::Size1G),
         (0x3fff_ffff, PageSize::Size1G),
@@ -72,7 +74,7 @@ fn our_mappings_translate_through_the_x86_64_crate() {
     use x86_64::structures::paging::Translate;
     let mem = EmuMemory::new(64);
     let regime = X86_64::new().with_1g_pages(true);
-    let mut pt = PageTable::new(regime, mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt = PageTable::new(regime, unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let maps = [
         (0x0000_1000_0000_0000u64, 0x7000u64, PageSize::Size4K),
         (0x0000_1000_0020_0000, 0x20_0000, PageSize::Size2M),
@@ -86,9 +88,12 @@ fn our_mappings_translate_through_the_x86_64_crate() {
     }
     for (va, pa, size) in maps {
         let probe = va + (size.bytes() - 8);
-        let seen = with_offset_page_table(&mut pt, |opt| {
-            opt.translate_addr(x86_64::VirtAddr::new(probe))
-        });
+        // SAFETY: reads only.
+        let seen = unsafe {
+            with_offset_page_table(&mut pt, |opt| {
+                opt.translate_addr(x86_64::VirtAddr::new(probe))
+            })
+        };
         assert_eq!(
             seen,
             Some(x86_64::PhysAddr::new(pa + (size.bytes() - 8))),
@@ -100,7 +105,8 @@ fn our_mappings_translate_through_the_x86_64_crate() {
 #[test]
 fn walks_name_canonical_upper_half_addresses() {
     let mem = EmuMemory::new(16);
-    let mut pt = PageTable::new(X86_64::new(), mem.offset_mapping(), &mem, NoTlb).unwrap();
+    let mut pt =
+        PageTable::new(X86_64::new(), unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
     let (high, low) = (
         VirtAddr::new(0xffff_8000_0000_0000),
         VirtAddr::new(0x7fff_ffff_f000),

@@ -20,6 +20,117 @@ pub enum Entry {
     Leaf(PhyAddr),
 }
 
+/// What a table entry forbids for everything mapped below it (x86: R/W = 0, U/S = 0, XD = 1 in
+/// a PML4E/PDPTE/PDE; AArch64: APTable, UXNTable, PXNTable). The hardware intersects these over
+/// all levels of a walk; [`PageTable::translate`](crate::PageTable::translate) reports the
+/// result.
+///
+/// ```
+/// use awk_paging::{arch::Limits, Attrs, Flags};
+/// let ro = Limits { no_write: true, ..Limits::NONE };
+/// let a = ro.apply(Attrs::from(Flags::RW));
+/// assert!(!a.flags.write);
+/// assert!(ro.blocks(Attrs::from(Flags::RW)));
+/// assert!(!ro.blocks(Attrs::from(Flags::RO)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Nothing below is writable (x86 R/W = 0; AArch64 APTable\[1\] = 1).
+    pub no_write: bool,
+    /// Nothing below is accessible from user mode (x86 U/S = 0; AArch64 APTable\[0\] = 1).
+    pub no_user: bool,
+    /// Nothing below is executable in kernel mode (x86 XD = 1; AArch64 PXNTable = 1).
+    pub no_exec: bool,
+    /// Nothing below is executable in user mode (x86 XD = 1; AArch64 UXNTable = 1).
+    pub no_user_exec: bool,
+}
+
+impl Limits {
+    /// No restriction.
+    pub const NONE: Limits = Limits {
+        no_write: false,
+        no_user: false,
+        no_exec: false,
+        no_user_exec: false,
+    };
+
+    /// Both sets of restrictions (what two levels impose together).
+    ///
+    /// ```
+    /// use awk_paging::arch::Limits;
+    /// let a = Limits { no_write: true, ..Limits::NONE };
+    /// let b = Limits { no_exec: true, ..Limits::NONE };
+    /// assert_eq!(a.union(b), Limits { no_write: true, no_exec: true, ..Limits::NONE });
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub const fn union(self, other: Limits) -> Limits {
+        Limits {
+            no_write: self.no_write | other.no_write,
+            no_user: self.no_user | other.no_user,
+            no_exec: self.no_exec | other.no_exec,
+            no_user_exec: self.no_user_exec | other.no_user_exec,
+        }
+    }
+
+    /// Whether nothing is restricted.
+    ///
+    /// ```
+    /// assert!(awk_paging::arch::Limits::NONE.is_none());
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub const fn is_none(self) -> bool {
+        !(self.no_write | self.no_user | self.no_exec | self.no_user_exec)
+    }
+
+    /// Whether these limits take away something a leaf with `attrs` grants (so a new leaf
+    /// with `attrs` below them would not get what it asks for).
+    ///
+    /// ```
+    /// use awk_paging::{arch::Limits, Attrs, Flags};
+    /// let kernel_only = Limits { no_user: true, ..Limits::NONE };
+    /// assert!(kernel_only.blocks(Attrs { user: true, ..Attrs::from(Flags::RO) }));
+    /// assert!(!kernel_only.blocks(Attrs::from(Flags::RW)));
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub const fn blocks(self, attrs: Attrs) -> bool {
+        let f = attrs.flags;
+        (self.no_write && f.write)
+            || (self.no_user && attrs.user)
+            || (f.execute && attrs.user && self.no_user_exec)
+            || (f.execute && !attrs.user && self.no_exec)
+    }
+
+    /// `attrs` as the hardware grants them below these limits (user pages under a
+    /// `no_user` table become kernel-only; a kernel page inherits no execute permission from
+    /// a user page's).
+    ///
+    /// ```
+    /// use awk_paging::{arch::Limits, Attrs, Flags};
+    /// let nx = Limits { no_exec: true, no_user_exec: true, ..Limits::NONE };
+    /// assert!(!nx.apply(Attrs::from(Flags::RX)).flags.execute);
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub const fn apply(self, attrs: Attrs) -> Attrs {
+        let mut a = attrs;
+        if self.no_write {
+            a.flags.write = false;
+        }
+        if a.user && self.no_user {
+            a.user = false;
+            // A user page (never kernel-executable) seen as a kernel page: not executable.
+            a.flags.execute = false;
+        }
+        if a.flags.execute && ((a.user && self.no_user_exec) || (!a.user && self.no_exec)) {
+            a.flags.execute = false;
+        }
+        a
+    }
+}
+
 /// An architecture's translation regime: descriptor encoding and address rules.
 ///
 /// Values are small `Copy` configurations (e.g. the AArch64 VA size); methods are called on the
@@ -27,8 +138,10 @@ pub enum Entry {
 ///
 /// # Safety
 ///
-/// [`Arch::decode`] must return physical addresses below `1 << pa_bits()`; the encodings must be
-/// what the hardware walker reads (a wrong encoding is a memory-safety bug on bare metal).
+/// [`Arch::decode`] must return physical addresses below `1 << pa_bits()`, and must decode as
+/// [`Entry::Invalid`] every entry the hardware walker would fault on (reserved bits, output
+/// addresses beyond the output size, block sizes the CPU lacks); the encodings must be what the
+/// hardware walker reads (a wrong encoding is a memory-safety bug on bare metal).
 pub unsafe trait Arch: Copy {
     /// Number of translation levels; the root table is at level `levels() - 1`.
     fn levels(&self) -> u8;
@@ -49,26 +162,73 @@ pub unsafe trait Arch: Copy {
     /// `attrs`.
     fn table_entry(&self, table: PhyAddr, attrs: Attrs) -> u64;
 
-    /// `raw` (an existing table entry) with whatever it must additionally permit so a new leaf with
-    /// `attrs` below it takes effect (x86: the U/S bit for user leaves). Default: unchanged.
+    /// What the table entry `raw` (decoded as [`Entry::Table`] at `level`) forbids below it.
+    /// Default: nothing (formats without hierarchical permissions).
+    #[inline]
+    fn table_limits(&self, _raw: u64, _level: u8) -> Limits {
+        Limits::NONE
+    }
+
+    /// `raw` (an existing table entry whose [`table_limits`](Self::table_limits) block `attrs`)
+    /// with those limits lifted, so a new leaf with `attrs` below it takes effect. Must only
+    /// clear permission-limiting bits. Default: unchanged.
     #[inline]
     fn widen_table_entry(&self, raw: u64, _attrs: Attrs) -> u64 {
         raw
+    }
+
+    /// `raw` (a valid table or leaf entry at `level`) additionally restricted by `limits`: how
+    /// a restriction is pushed down one level before the entry above is widened, so existing
+    /// mappings keep exactly the permissions they had. Default: unchanged (formats without
+    /// hierarchical permissions never need it).
+    #[inline]
+    fn limit_entry(&self, raw: u64, _level: u8, _limits: Limits) -> u64 {
+        raw
+    }
+
+    /// Whether the hardware itself writes to live entries (x86 Accessed/Dirty; AArch64 only
+    /// with FEAT_HAFDBS enabled): then every change of a live leaf is an atomic
+    /// read-modify-write so a concurrent hardware update is never lost. Default: `false`.
+    #[inline]
+    fn hardware_updates_entries(&self) -> bool {
+        false
+    }
+
+    /// `new` (a leaf replacing `old` at the same address and frame) with the hardware-managed
+    /// state of `old` carried over (x86: Accessed and Dirty). Default: `new`.
+    #[inline]
+    fn keep_hardware_bits(&self, _old: u64, new: u64) -> u64 {
+        new
+    }
+
+    /// Whether the leaf `raw` at `level` was accessed and may be dirty, as far as the entry
+    /// records it. Default: `(true, true)` — the conservative answer for formats that do not
+    /// track it (a kernel then writes the page back).
+    #[inline]
+    fn accessed_dirty(&self, _raw: u64, _level: u8) -> (bool, bool) {
+        (true, true)
     }
 
     /// A leaf entry at `level` mapping `pa` with `attrs` (already validated by
     /// [`Attrs::validate`]).
     fn leaf_entry(&self, pa: PhyAddr, level: u8, attrs: Attrs) -> u64;
 
-    /// The attributes a leaf entry found at `level` grants.
+    /// The attributes a leaf entry found at `level` grants on its own.
     fn leaf_attrs(&self, raw: u64, level: u8) -> Attrs;
+
+    /// The attributes a leaf entry found at `level` grants under the table `limits` of every
+    /// level above it — what the MMU enforces. Default: [`Limits::apply`].
+    #[inline]
+    fn effective_attrs(&self, raw: u64, level: u8, limits: Limits) -> Attrs {
+        limits.apply(self.leaf_attrs(raw, level))
+    }
 
     /// The virtual address whose table indices (and offset) are the low bits of `bits` — how a
     /// walk names what it finds. Default: sign-extended from the highest translated bit (x86
     /// canonical form; both halves of a 48-bit space).
     #[inline]
     fn va_from_bits(&self, bits: u64) -> VirtAddr {
-        let span = 12 + 9 * u32::from(self.levels());
+        let span = (12 + 9 * u32::from(self.levels())).min(64);
         let shift = 64 - span;
         VirtAddr::new((((bits << shift) as i64) >> shift) as u64)
     }
@@ -86,29 +246,42 @@ pub unsafe trait Arch: Copy {
 }
 
 /// The index into the table at `level` for `va` (9 bits per level above the 4 KiB offset).
+/// Levels above 5 (which no format has) are clamped to 5, so the function is total.
 ///
 /// ```
 /// use awk_paging::{arch::table_index, VirtAddr};
 /// let va = VirtAddr::new(0x0000_7fff_ffff_f000);
 /// assert_eq!(table_index(va, 3), 255);
 /// assert_eq!(table_index(va, 0), 511);
+/// assert_eq!(table_index(va, 7), table_index(va, 5)); // clamped, no panic
 /// ```
 #[inline(always)]
 #[must_use]
 pub const fn table_index(va: VirtAddr, level: u8) -> usize {
+    let level = if level > 5 { 5 } else { level };
     ((va.as_u64() >> (12 + 9 * level as u32)) & 0x1ff) as usize
 }
 
 /// Checks that `va` is the sign extension of its low `bits` bits (x86 canonical form with
-/// `bits = 48`; both halves of a `bits`-wide space).
+/// `bits = 48`; both halves of a `bits`-wide space). `bits` is clamped to `1..=64`: 64 accepts
+/// every address, 0 is treated as 1 (only 0 and `u64::MAX`).
 ///
 /// ```
 /// use awk_paging::{arch::check_sign_extended, AddrError, VirtAddr};
 /// assert!(check_sign_extended(VirtAddr::new(0xffff_8000_0000_0000), 48).is_ok());
 /// assert_eq!(check_sign_extended(VirtAddr::new(0x0000_8000_0000_0000), 48), Err(AddrError::NonCanonical));
+/// assert!(check_sign_extended(VirtAddr::new(0x1234), 65).is_ok()); // clamped to 64, no panic
+/// assert!(check_sign_extended(VirtAddr::new(1), 0).is_err());     // clamped to 1
 /// ```
 #[inline(always)]
 pub const fn check_sign_extended(va: VirtAddr, bits: u32) -> Result<(), AddrError> {
+    let bits = if bits == 0 {
+        1
+    } else if bits > 64 {
+        64
+    } else {
+        bits
+    };
     let top = (va.as_u64() as i64) >> (bits - 1);
     if top == 0 || top == -1 {
         Ok(())

@@ -84,6 +84,13 @@ op_error! {
         HugePageConflict => "huge page conflicts with an existing page table",
         /// This translation regime (or CPU) has no leaves of that size.
         PageSizeNotSupported(PageSize) => "page size not supported",
+        /// The allocator returned a frame for a new table above the output-address width (or
+        /// one the physical-memory accessor cannot reach): the hardware could not walk it. The
+        /// frame was given back.
+        TableFrameTooWide => "allocated table frame above the output-address width",
+        /// The walk to the address re-enters a table already on its path (a recursive slot):
+        /// editing there would treat a table as a page.
+        RecursiveTable => "walk re-enters a table on its own path (recursive entry)",
     }
 }
 
@@ -103,6 +110,8 @@ op_error! {
         InsideHugePage(PageSize) => "address lies inside a larger page",
         /// A table on the walk is unreachable or malformed, or the static API is not initialised.
         InvalidPageTable => "invalid page table",
+        /// The walk to the address re-enters a table already on its path (a recursive slot).
+        RecursiveTable => "walk re-enters a table on its own path (recursive entry)",
     }
 }
 
@@ -123,6 +132,8 @@ op_error! {
         InvalidFlags(FlagsError) => "invalid flags",
         /// A table on the walk is unreachable or malformed, or the static API is not initialised.
         InvalidPageTable => "invalid page table",
+        /// The walk to the address re-enters a table already on its path (a recursive slot).
+        RecursiveTable => "walk re-enters a table on its own path (recursive entry)",
     }
 }
 

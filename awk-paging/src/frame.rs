@@ -138,10 +138,24 @@ impl<F: FrameAllocator> CountingFrames<F> {
         self.freed
     }
 
-    /// Frames allocated and not yet freed.
+    /// Frames allocated through this wrapper and not yet freed through it. Saturates at 0:
+    /// frees of frames allocated elsewhere (e.g. tables taken over with `from_root`, then
+    /// destroyed) can outnumber this wrapper's allocations, and a counter must not panic.
+    ///
+    /// ```
+    /// # use awk_paging::{CountingFrames, FrameAllocator, PhyAddr};
+    /// # struct Sink;
+    /// # unsafe impl FrameAllocator for Sink {
+    /// #     fn allocate_frame(&mut self) -> Option<PhyAddr> { None }
+    /// #     unsafe fn deallocate_frame(&mut self, _: PhyAddr) {}
+    /// # }
+    /// let mut c = CountingFrames::new(Sink);
+    /// unsafe { c.deallocate_frame(PhyAddr::new(0x1000)) }; // a frame it never handed out
+    /// assert_eq!((c.freed(), c.outstanding()), (1, 0));
+    /// ```
     #[must_use]
     pub const fn outstanding(&self) -> usize {
-        self.allocated - self.freed
+        self.allocated.saturating_sub(self.freed)
     }
 
     /// The wrapped allocator.

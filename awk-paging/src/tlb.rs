@@ -37,23 +37,51 @@ use crate::VirtAddr;
 /// assert_eq!(t.0.get(), 1);
 /// ```
 pub trait Tlb {
-    /// Invalidates every cached translation (at any level, including walk caches) for the page
-    /// containing `va`, after making prior table writes visible. Complete when it returns.
+    /// Invalidates every cached translation for the page containing `va` **at every level**,
+    /// walk caches included (AArch64 `tlbi vae1is`/`vaae1is`; x86 `invlpg`, which also drops
+    /// paging-structure caches), after making prior table writes visible. Required whenever a
+    /// table entry on the walk to `va` was removed or changed. Complete when it returns.
     fn flush_page(&self, va: VirtAddr);
 
-    /// Invalidates every cached translation of this address space.
+    /// Invalidates the cached *leaf* translation of the page containing `va` only (AArch64
+    /// `tlbi vale1is`/`vaale1is`), for changes to a leaf entry when no table above it was
+    /// removed or changed. Default: [`flush_page`](Self::flush_page), which is always enough.
+    #[inline]
+    fn flush_leaf(&self, va: VirtAddr) {
+        self.flush_page(va);
+    }
+
+    /// Invalidates every cached translation of this address space, walk caches included.
     fn flush_all(&self);
 
-    /// Makes prior table writes visible to the hardware walker (AArch64: `dsb ishst; isb`).
-    /// Default: nothing (x86 walks are coherent with ordinary stores).
+    /// Makes prior table writes visible to the hardware walker before the new entries are used
+    /// (AArch64: `dsb ishst; isb`). Default: nothing (x86 walks are coherent with ordinary
+    /// stores).
     #[inline]
     fn publish(&self) {}
+
+    /// Orders the writes that initialised a new table before the store that links it into a
+    /// live table (Linux's `smp_wmb()` in its pte/pmd install): the hardware walker is another
+    /// observer and must never see the link before the zeroed contents. Called by the walker
+    /// between filling a new table and linking it, every time.
+    ///
+    /// Default: a release fence — `dmb ish` on AArch64 (a superset of the `dmb ishst` the Arm
+    /// ARM needs), a compiler barrier on x86 (stores are not reordered with other stores there,
+    /// but Rust could otherwise move the non-volatile zeroing past the link).
+    #[inline]
+    fn order_table_writes(&self) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+    }
 }
 
 impl<T: Tlb + ?Sized> Tlb for &T {
     #[inline]
     fn flush_page(&self, va: VirtAddr) {
         (**self).flush_page(va)
+    }
+    #[inline]
+    fn flush_leaf(&self, va: VirtAddr) {
+        (**self).flush_leaf(va)
     }
     #[inline]
     fn flush_all(&self) {
@@ -63,10 +91,16 @@ impl<T: Tlb + ?Sized> Tlb for &T {
     fn publish(&self) {
         (**self).publish()
     }
+    #[inline]
+    fn order_table_writes(&self) {
+        (**self).order_table_writes()
+    }
 }
 
-/// A [`Tlb`] that does nothing: for tables that are not active anywhere yet (being built before
-/// the first switch to them) and for benchmarks that measure table edits alone.
+/// A [`Tlb`] that invalidates nothing: for tables that are not active anywhere yet (being built
+/// before the first switch to them) and for benchmarks that measure table edits alone. It keeps
+/// the default [`Tlb::order_table_writes`] fence, so tables built under it are still initialised
+/// before they are linked.
 ///
 /// ```
 /// use awk_paging::{NoTlb, Tlb, VirtAddr};
@@ -87,8 +121,10 @@ impl Tlb for NoTlb {
 enum Owed {
     /// Only make new entries visible (a fresh mapping).
     Publish,
-    /// Invalidate the page at this address.
+    /// Invalidate the page at this address, walk caches included.
     Page(VirtAddr),
+    /// Invalidate the leaf translation of the page at this address (no table changed).
+    Leaf(VirtAddr),
 }
 
 /// The TLB work one single-page operation still owes. Call [`flush`](Self::flush), or
@@ -122,6 +158,37 @@ impl<T: Tlb> Flush<T> {
         }
     }
 
+    /// A token owing an invalidation of the leaf translation at `va` only: the operation
+    /// changed a leaf entry and no table entry above it ([`Tlb::flush_leaf`]).
+    ///
+    /// ```
+    /// let t = awk_paging::Flush::leaf(awk_paging::NoTlb, awk_paging::VirtAddr::new(0x2000));
+    /// assert_eq!(t.va(), Some(awk_paging::VirtAddr::new(0x2000)));
+    /// t.flush();
+    /// ```
+    #[inline]
+    pub const fn leaf(tlb: T, va: VirtAddr) -> Self {
+        Flush {
+            tlb,
+            owed: Owed::Leaf(va),
+        }
+    }
+
+    /// Whether flushing this token invalidates walk caches too (a table entry changed), not
+    /// just a leaf translation.
+    ///
+    /// ```
+    /// use awk_paging::{Flush, NoTlb, VirtAddr};
+    /// assert!(Flush::page(NoTlb, VirtAddr::new(0)).invalidates_walks());
+    /// assert!(!Flush::leaf(NoTlb, VirtAddr::new(0)).invalidates_walks());
+    /// # Flush::page(NoTlb, VirtAddr::new(0)).ignore();
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn invalidates_walks(&self) -> bool {
+        matches!(self.owed, Owed::Page(_))
+    }
+
     /// A token owing only the publication of new entries (nothing was cached for them).
     ///
     /// ```
@@ -148,7 +215,7 @@ impl<T: Tlb> Flush<T> {
     #[must_use]
     pub fn va(&self) -> Option<VirtAddr> {
         match self.owed {
-            Owed::Page(va) => Some(va),
+            Owed::Page(va) | Owed::Leaf(va) => Some(va),
             Owed::Publish => None,
         }
     }
@@ -163,6 +230,7 @@ impl<T: Tlb> Flush<T> {
         match self.owed {
             Owed::Publish => self.tlb.publish(),
             Owed::Page(va) => self.tlb.flush_page(va),
+            Owed::Leaf(va) => self.tlb.flush_leaf(va),
         }
     }
 

@@ -29,7 +29,7 @@ impl<A: Arch> Harness for BareHarness<A> {
     fn fresh(&mut self) -> Result<TableOf<Self>, Failure> {
         PageTable::new(
             self.arch,
-            OffsetPhysMem::new(0),
+            unsafe { OffsetPhysMem::new(0) },
             CountingFrames::new(PoolFrames),
             NoTlb,
         )

@@ -152,17 +152,25 @@ impl EmuMemory {
 
     /// The arena viewed as a direct map (`host address = physical + offset`), e.g. for code
     /// written against an [`OffsetPhysMem`] such as the `x86_64` crate's `OffsetPageTable`.
-    /// Unlike the arena itself, this view does not check bounds.
+    ///
+    /// # Safety
+    ///
+    /// Unlike the arena itself, this view does not check bounds: it may only be used while the
+    /// arena lives, for tables whose every entry points inside the arena (tables built by
+    /// `PageTable` over this arena are; tables edited by hand or by another crate may not be).
+    /// For safe code use `&EmuMemory`, which answers `None` outside the arena.
     ///
     /// ```
     /// use awk_paging::{PhysMem, emu::EmuMemory};
     /// let mem = EmuMemory::new(1);
-    /// let direct = mem.offset_mapping();
+    /// // SAFETY: only used to compare a pointer for the arena's first frame.
+    /// let direct = unsafe { mem.offset_mapping() };
     /// assert_eq!(direct.frame_ptr(mem.base()), mem.frame_ptr(mem.base()));
     /// ```
     #[must_use]
-    pub fn offset_mapping(&self) -> OffsetPhysMem {
-        OffsetPhysMem::new((self.ptr.as_ptr() as u64).wrapping_sub(self.base))
+    pub unsafe fn offset_mapping(&self) -> OffsetPhysMem {
+        // SAFETY: forwarded to the caller.
+        unsafe { OffsetPhysMem::new((self.ptr.as_ptr() as u64).wrapping_sub(self.base)) }
     }
 
     /// Reads the 64-bit word at physical address `pa` (8-byte aligned, inside the arena).

@@ -71,8 +71,13 @@ pub fn mmu_on(tlb: &'static (dyn Tlb + Sync)) -> Result<KernelTable, &'static st
     // SAFETY: the only reference to FRAMES, taken once.
     let frames: &'static mut (dyn FrameAllocator + Send) =
         unsafe { &mut *core::ptr::addr_of_mut!(FRAMES) };
-    let mut pt = PageTable::new(A64::default(), OffsetPhysMem::new(0), frames, tlb)
-        .map_err(|_| "root table")?;
+    let mut pt = PageTable::new(
+        A64::default(),
+        unsafe { OffsetPhysMem::new(0) },
+        frames,
+        tlb,
+    )
+    .map_err(|_| "root table")?;
     pt.set_policy(Policy {
         allow_write_execute: true,
     });

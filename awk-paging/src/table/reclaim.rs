@@ -1,0 +1,62 @@
+//! Tearing an address space down.
+
+use super::entry::Slot;
+use super::walk::Visited;
+use super::PageTable;
+use crate::arch::{Arch, Entry};
+use crate::{FrameAllocator, PhyAddr, PhysMem, Tlb, ENTRIES};
+
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
+    /// Frees every table of this address space (not the data frames mapped by it) and returns the
+    /// allocator. Calls [`Tlb::flush_all`] first, so no cached translation or walk-cache entry
+    /// survives into the freed frames' next use. Entries that lead back to a table on their own
+    /// path (a recursive slot) are not followed, so no frame is freed twice.
+    ///
+    /// # Safety
+    ///
+    /// The tables must not be active on any CPU (switch away first) nor shared with another
+    /// address space.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
+    /// let mem = EmuMemory::new(8);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// unsafe { pt.map(VirtAddr::new(0x7000), PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }
+    ///     .unwrap()
+    ///     .flush();
+    /// assert_eq!(mem.frames_in_use(), 4);
+    /// unsafe { pt.destroy() };
+    /// assert_eq!(mem.frames_in_use(), 0);
+    /// ```
+    pub unsafe fn destroy(mut self) -> F {
+        self.tlb.flush_all();
+        let (root, top) = (self.root, self.arch.levels().saturating_sub(1));
+        self.leaf_table.set(None);
+        let mut visited = Visited::new(root);
+        // SAFETY: caller guarantees the tables are unused and not shared; the path check keeps
+        // recursive slots from freeing a table twice.
+        unsafe { self.free_table(root, top, &mut visited) };
+        self.frames
+    }
+
+    /// Frees `table` (at `level`) and every table below it.
+    unsafe fn free_table(&mut self, table: PhyAddr, level: u8, visited: &mut Visited) {
+        if level > 0 {
+            for i in 0..ENTRIES {
+                let Some(slot) = Slot::of(&self.mem, table, i) else {
+                    break;
+                };
+                if let Entry::Table(next) = self.arch.decode(slot.load(), level) {
+                    if visited.enter(next) {
+                        // SAFETY: forwarded.
+                        unsafe { self.free_table(next, level - 1, visited) };
+                        visited.leave();
+                    }
+                }
+            }
+        }
+        // SAFETY: caller's contract: the table is unreachable and ours.
+        unsafe { self.frames.deallocate_frame(table) };
+    }
+}

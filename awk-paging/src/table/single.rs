@@ -1,0 +1,282 @@
+//! Single-page operations: translate, map, unmap and protect one page of a given size.
+
+use super::walk::{Hit, WalkError};
+use super::{PageTable, Translation, Unmapped};
+use crate::arch::{Arch, Entry};
+use crate::{
+    AddrError, Attrs, Flush, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, ProtectError,
+    Tlb, TranslateError, UnmapError, VirtAddr,
+};
+
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
+    /// Translates `va` as the MMU would: physical address, page size and the effective
+    /// attributes over all levels. Entries the hardware would fault on (reserved bits, output
+    /// addresses beyond the output size) count as not mapped.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{NoTlb, PageTable, TranslateError, VirtAddr};
+    /// # let mem = EmuMemory::new(1);
+    /// let pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// assert_eq!(pt.translate(VirtAddr::new(0x1000)), Err(TranslateError::NotMapped));
+    /// ```
+    #[inline]
+    pub fn translate(&self, va: VirtAddr) -> Result<Translation, TranslateError> {
+        self.arch.check_va(va)?;
+        let hit = self
+            .find(va)
+            .map_err(|_| TranslateError::InvalidPageTable)?;
+        let Entry::Leaf(frame) = hit.entry else {
+            return Err(TranslateError::NotMapped);
+        };
+        let size = PageSize::from_level(hit.level).ok_or(TranslateError::InvalidPageTable)?;
+        Ok(Translation {
+            pa: PhyAddr::new(frame.as_u64() | va.page_offset(size)),
+            page: va.align_down(size),
+            frame,
+            size,
+            attrs: self.arch.effective_attrs(hit.raw, hit.level, hit.limits),
+        })
+    }
+
+    /// Maps the page of `size` at `va` to the frame at `pa`.
+    ///
+    /// Fails, changing nothing, if the input is invalid, the page (or a larger page around it) is
+    /// already mapped, or frames for intermediate tables run out. If a table entry above
+    /// restricts what `attrs` grant (taken-over tables), the restriction is pushed down to the
+    /// existing entries below it and lifted (see the `widen` module); the token then
+    /// invalidates walk caches too.
+    ///
+    /// # Safety
+    ///
+    /// If this table is active, the new mapping must not make memory that Rust code relies on
+    /// accessible in a way that breaks its aliasing rules.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, MapError, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
+    /// # let mem = EmuMemory::new(8);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// let (va, pa) = (VirtAddr::new(0x20_0000), PhyAddr::new(0x4000_0000));
+    /// unsafe { pt.map(va, pa, PageSize::Size2M, Flags::RO) }.unwrap().flush();
+    /// let again = unsafe { pt.map(va, pa, PageSize::Size4K, Flags::RO) };
+    /// assert_eq!(again.unwrap_err(), MapError::AlreadyMapped);
+    /// ```
+    pub unsafe fn map(
+        &mut self,
+        va: VirtAddr,
+        pa: PhyAddr,
+        size: PageSize,
+        attrs: impl Into<Attrs>,
+    ) -> Result<Flush<T>, MapError> {
+        let attrs = attrs.into();
+        attrs.validate(self.policy)?;
+        if !self.arch.page_sizes().contains(size) {
+            return Err(MapError::PageSizeNotSupported(size));
+        }
+        if !va.is_aligned(size) || !pa.is_aligned(size) {
+            return Err(MapError::AddressNotAligned);
+        }
+        self.arch.check_va(va)?;
+        if self.arch.pa_bits() < 64 && pa.as_u64() >> self.arch.pa_bits() != 0 {
+            return Err(MapError::PhysAddrTooWide);
+        }
+        let target = size.level();
+        let leaf = self.arch.leaf_entry(pa, target, attrs);
+
+        if target == 0 {
+            if let Some((slot, limits)) = self.cached_leaf_slot(va) {
+                if !limits.blocks(attrs) {
+                    let old = slot.load();
+                    if self.arch.decode(old, 0) != Entry::Invalid {
+                        return Err(MapError::AlreadyMapped);
+                    }
+                    slot.store(&self.mem, old, leaf);
+                    return Ok(Flush::publish(self.tlb.clone()));
+                }
+            }
+        }
+
+        let hit = self.find_to(va, target).map_err(|e| match e {
+            WalkError::Unreachable => MapError::InvalidPageTable,
+            WalkError::Recursive => MapError::RecursiveTable,
+        })?;
+        let chain = match hit.entry {
+            Entry::Leaf(_) => return Err(MapError::AlreadyMapped),
+            Entry::Table(_) => return Err(MapError::HugePageConflict),
+            Entry::Invalid if hit.level == target => None,
+            Entry::Invalid => Some(self.build_chain(va, hit.level, target, leaf, attrs)?),
+        };
+        // Nothing can fail from here on.
+        let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
+        match chain {
+            None => hit.slot.store(&self.mem, hit.raw, leaf),
+            Some(chain) => self.link_chain(hit.slot, hit.raw, chain, attrs),
+        }
+        Ok(if widened {
+            Flush::page(self.tlb.clone(), va)
+        } else {
+            Flush::publish(self.tlb.clone())
+        })
+    }
+
+    /// Removes the mapping of the page starting at `va`, whatever its size, and returns what it
+    /// mapped, with the Accessed/Dirty state the entry held (read and cleared in one atomic
+    /// swap where the hardware writes entries). The data frame is not freed.
+    ///
+    /// # Safety
+    ///
+    /// If this table is active, nothing may still rely on the mapping once the returned token is
+    /// flushed.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, NoTlb, PageSize, PageTable, PhyAddr, UnmapError, VirtAddr};
+    /// # let mem = EmuMemory::new(8);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// let va = VirtAddr::new(0x7000);
+    /// unsafe { pt.map(va, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }.unwrap().flush();
+    /// let (gone, flush) = unsafe { pt.unmap(va) }.unwrap();
+    /// flush.flush();
+    /// assert_eq!(gone.frame, PhyAddr::new(0x9000));
+    /// assert_eq!(unsafe { pt.unmap(va) }.unwrap_err(), UnmapError::NotMapped);
+    /// ```
+    pub unsafe fn unmap(&mut self, va: VirtAddr) -> Result<(Unmapped, Flush<T>), UnmapError> {
+        let (hit, frame, size) = self.leaf_at(va)?;
+        let old = if self.arch.hardware_updates_entries() {
+            hit.slot.swap(&self.mem, 0)
+        } else {
+            hit.slot.store(&self.mem, hit.raw, 0);
+            hit.raw
+        };
+        let attrs = self.arch.leaf_attrs(old, hit.level);
+        let (accessed, dirty) = self.arch.accessed_dirty(old, hit.level);
+        Ok((
+            Unmapped {
+                frame,
+                size,
+                attrs,
+                accessed,
+                dirty,
+            },
+            Flush::leaf(self.tlb.clone(), va),
+        ))
+    }
+
+    /// Replaces the attributes of the page starting at `va` (keeping its frame and the
+    /// hardware's Accessed/Dirty bits). Uses break-before-make when the architecture requires it
+    /// (memory-type changes on AArch64); lifts upper-level restrictions as [`map`](Self::map)
+    /// does.
+    ///
+    /// Changing the memory type of a page (e.g. write-back to device) needs cache maintenance
+    /// by the caller as well: see the crate documentation of each backend.
+    ///
+    /// # Safety
+    ///
+    /// As for [`map`](Self::map): the new attributes must not break what Rust code relies on.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
+    /// # let mem = EmuMemory::new(8);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// let va = VirtAddr::new(0x7000);
+    /// unsafe { pt.map(va, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }.unwrap().flush();
+    /// unsafe { pt.update_flags(va, Flags::RO) }.unwrap().flush();
+    /// assert_eq!(pt.translate(va).unwrap().attrs.flags, Flags::RO);
+    /// ```
+    pub unsafe fn update_flags(
+        &mut self,
+        va: VirtAddr,
+        attrs: impl Into<Attrs>,
+    ) -> Result<Flush<T>, ProtectError> {
+        let attrs = attrs.into();
+        attrs.validate(self.policy)?;
+        let (hit, frame, _size) = self.leaf_at(va)?;
+        let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
+        let hw = self.arch.hardware_updates_entries();
+        let new = self.arch.leaf_entry(frame, hit.level, attrs);
+        // The entry may have gained restrictions pushed down by the widening: read it again.
+        let current = hit.slot.load();
+        if self.arch.needs_break_before_make(current, new, hit.level) {
+            // Break (atomically, keeping what the hardware wrote), invalidate, then make.
+            let old = if hw {
+                hit.slot.swap(&self.mem, 0)
+            } else {
+                hit.slot.store(&self.mem, current, 0);
+                current
+            };
+            self.tlb.flush_leaf(va);
+            hit.slot
+                .store(&self.mem, 0, self.arch.keep_hardware_bits(old, new));
+        } else {
+            hit.slot
+                .modify(&self.mem, hw, |old| self.arch.keep_hardware_bits(old, new));
+        }
+        Ok(if widened {
+            Flush::page(self.tlb.clone(), va)
+        } else {
+            Flush::leaf(self.tlb.clone(), va)
+        })
+    }
+
+    /// The leaf mapping the page that starts at `va` (4 KiB-aligned, translated by this regime),
+    /// with its frame and size.
+    #[inline(always)]
+    pub(crate) fn leaf_at(&self, va: VirtAddr) -> Result<(Hit, PhyAddr, PageSize), LeafError> {
+        if !va.is_aligned(PageSize::Size4K) {
+            return Err(LeafError::NotAligned);
+        }
+        self.arch.check_va(va).map_err(LeafError::Addr)?;
+        let hit = self.find(va).map_err(|e| match e {
+            WalkError::Unreachable => LeafError::InvalidTable,
+            WalkError::Recursive => LeafError::Recursive,
+        })?;
+        let Entry::Leaf(frame) = hit.entry else {
+            return Err(LeafError::NotMapped);
+        };
+        let size = PageSize::from_level(hit.level).ok_or(LeafError::InvalidTable)?;
+        if !va.is_aligned(size) {
+            return Err(LeafError::InsideHugePage(size));
+        }
+        Ok((hit, frame, size))
+    }
+}
+
+/// Why [`PageTable::leaf_at`] found no leaf starting at an address.
+pub(crate) enum LeafError {
+    NotAligned,
+    Addr(AddrError),
+    InvalidTable,
+    Recursive,
+    NotMapped,
+    InsideHugePage(PageSize),
+}
+
+impl From<LeafError> for UnmapError {
+    #[inline]
+    fn from(e: LeafError) -> Self {
+        match e {
+            LeafError::NotAligned => UnmapError::AddressNotAligned,
+            LeafError::Addr(a) => a.into(),
+            LeafError::InvalidTable => UnmapError::InvalidPageTable,
+            LeafError::Recursive => UnmapError::RecursiveTable,
+            LeafError::NotMapped => UnmapError::NotMapped,
+            LeafError::InsideHugePage(s) => UnmapError::InsideHugePage(s),
+        }
+    }
+}
+
+impl From<LeafError> for ProtectError {
+    #[inline]
+    fn from(e: LeafError) -> Self {
+        match e {
+            LeafError::NotAligned => ProtectError::AddressNotAligned,
+            LeafError::Addr(a) => a.into(),
+            LeafError::InvalidTable => ProtectError::InvalidPageTable,
+            LeafError::Recursive => ProtectError::RecursiveTable,
+            LeafError::NotMapped => ProtectError::NotMapped,
+            LeafError::InsideHugePage(s) => ProtectError::InsideHugePage(s),
+        }
+    }
+}
