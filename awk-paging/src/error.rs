@@ -110,6 +110,10 @@ op_error! {
         InsideHugePage(PageSize) => "address lies inside a larger page",
         /// A table on the walk is unreachable or malformed, or the static API is not initialised.
         InvalidPageTable => "invalid page table",
+        /// A huge page straddling the range must be split and the frame allocator ran out.
+        OutOfMemory => "out of memory for page tables",
+        /// The allocator returned a table frame above the output-address width.
+        TableFrameTooWide => "allocated table frame above the output-address width",
         /// The walk to the address re-enters a table already on its path (a recursive slot).
         RecursiveTable => "walk re-enters a table on its own path (recursive entry)",
     }
@@ -132,6 +136,10 @@ op_error! {
         InvalidFlags(FlagsError) => "invalid flags",
         /// A table on the walk is unreachable or malformed, or the static API is not initialised.
         InvalidPageTable => "invalid page table",
+        /// A huge page straddling the range must be split and the frame allocator ran out.
+        OutOfMemory => "out of memory for page tables",
+        /// The allocator returned a table frame above the output-address width.
+        TableFrameTooWide => "allocated table frame above the output-address width",
         /// The walk to the address re-enters a table already on its path (a recursive slot).
         RecursiveTable => "walk re-enters a table on its own path (recursive entry)",
     }
@@ -148,6 +156,28 @@ op_error! {
         AddressOutOfRange => "virtual address outside the translated range",
         /// A table on the walk is unreachable or malformed.
         InvalidPageTable => "invalid page table",
+    }
+}
+
+/// A range operation's error, with the address where it was found. An `Err` from a range
+/// operation means nothing changed.
+///
+/// ```
+/// use awk_paging::{MapError, RangeError, VirtAddr};
+/// let e = RangeError { at: VirtAddr::new(0x5000), error: MapError::AlreadyMapped };
+/// assert_eq!(e.to_string(), "virtual address already mapped at 0x5000");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RangeError<E> {
+    /// The first address the error concerns.
+    pub at: crate::VirtAddr,
+    /// What went wrong there.
+    pub error: E,
+}
+
+impl<E: fmt::Display> fmt::Display for RangeError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {:#x}", self.error, self.at.as_u64())
     }
 }
 

@@ -43,11 +43,11 @@ pub mod conformance;
 pub mod emu;
 
 pub use addr::{PhyAddr, VirtAddr};
-pub use error::{AddrError, MapError, ProtectError, TranslateError, UnmapError};
+pub use error::{AddrError, MapError, ProtectError, RangeError, TranslateError, UnmapError};
 pub use flags::{Attrs, Flags, FlagsError, MemoryType, Policy};
 pub use frame::{CountingFrames, FrameAllocator};
 pub use mapper::{ActiveTable, GlobalTable, InitError, InstanceOf, Mapper};
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
-pub use table::{Mapping, PageTable, Translation, Unmapped};
-pub use tlb::{Flush, NoTlb, Tlb};
+pub use table::{Mapping, PageTable, RangeOptions, Translation, Unmapped, UnmappedPage};
+pub use tlb::{Flush, Gather, NoTlb, Tlb, FULL_FLUSH_THRESHOLD, GATHER_TABLES};

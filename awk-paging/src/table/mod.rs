@@ -8,16 +8,27 @@
 //! - `single`: translate, map, unmap and protect of one page.
 //! - `build`: new tables built off to the side, checked, ordered, then linked.
 //! - `widen`: lifting an upper-level restriction without loosening existing mappings.
+//! - `chunk`: pure range arithmetic (entries a range touches, which leaf fits, frame counts).
+//! - `visit`: the one range walker (recursive, post-order) and its visitor trait.
+//! - `range`: map/unmap/protect of ranges as visitors, prepare (count, `reserve`) then commit;
+//!   splitting straddling huge pages; detaching emptied tables into a [`Gather`](crate::Gather).
+//! - `reserve`: frames taken before a range operation commits.
 //! - `read`: walks over every mapping (`for_each_mapping`).
-//! - `reclaim`: `destroy`.
+//! - `reclaim`: `destroy` and freeing detached subtrees.
 
 mod build;
+mod chunk;
 mod entry;
+mod range;
 mod read;
 mod reclaim;
+mod reserve;
 mod single;
+mod visit;
 mod walk;
 mod widen;
+
+pub use range::{RangeOptions, UnmappedPage};
 
 use core::cell::Cell;
 

@@ -41,7 +41,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     }
 
     /// Frees `table` (at `level`) and every table below it.
-    unsafe fn free_table(&mut self, table: PhyAddr, level: u8, visited: &mut Visited) {
+    pub(crate) unsafe fn free_table(&mut self, table: PhyAddr, level: u8, visited: &mut Visited) {
         if level > 0 {
             for i in 0..ENTRIES {
                 let Some(slot) = Slot::of(&self.mem, table, i) else {

@@ -15,7 +15,7 @@ use super::entry::Slot;
 use super::walk::Visited;
 use super::PageTable;
 use crate::arch::{table_index, Arch, Entry};
-use crate::{Attrs, FrameAllocator, PhysMem, Tlb, VirtAddr, ENTRIES};
+use crate::{Attrs, FrameAllocator, PhyAddr, PhysMem, Tlb, VirtAddr, ENTRIES};
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
     /// Makes every table entry above `target` on the walk to `va` permit a leaf with `attrs`,
@@ -23,7 +23,6 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// widened. Allocates nothing and cannot fail: callers run it only after every check and
     /// allocation of their operation succeeded.
     pub(crate) fn widen_path(&mut self, va: VirtAddr, target: u8, attrs: Attrs) -> bool {
-        let hw = self.arch.hardware_updates_entries();
         let mut level = self.arch.levels().saturating_sub(1);
         let mut table = self.root;
         let mut visited = Visited::new(table);
@@ -39,32 +38,36 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             if !visited.enter(next) {
                 break;
             }
-            let limits = self.arch.table_limits(raw, level);
-            if limits.blocks(attrs) {
-                // Push the restriction into every valid entry of the next table down...
-                for i in 0..ENTRIES {
-                    let Some(child) = Slot::of(&self.mem, next, i) else {
-                        break;
-                    };
-                    if self.arch.decode(child.load(), level - 1) != Entry::Invalid {
-                        child.modify(&self.mem, hw, |e| {
-                            self.arch.limit_entry(e, level - 1, limits)
-                        });
-                    }
-                }
-                // ...make those writes visible before the parent stops restricting...
-                self.tlb.order_table_writes();
-                // ...then lift the restriction.
-                slot.modify(&self.mem, hw, |e| self.arch.widen_table_entry(e, attrs));
+            if self.arch.table_limits(raw, level).blocks(attrs) {
+                self.lift_limits(slot, raw, level, next, attrs);
                 widened = true;
             }
             table = next;
             level -= 1;
         }
-        if widened {
-            // The cached limits of the leaf table are stale now.
-            self.leaf_table.set(None);
-        }
         widened
+    }
+
+    /// Lifts what the table entry `slot` (holding `raw`, at `level`, pointing at `next`)
+    /// forbids a leaf with `attrs`: pushes its limits into every valid entry of `next`, orders
+    /// those writes, then widens the entry.
+    pub(crate) fn lift_limits(&mut self, slot: Slot, raw: u64, level: u8, next: PhyAddr, attrs: Attrs) {
+        let hw = self.arch.hardware_updates_entries();
+        let limits = self.arch.table_limits(raw, level);
+        // Push the restriction into every valid entry of the next table down...
+        for i in 0..ENTRIES {
+            let Some(child) = Slot::of(&self.mem, next, i) else {
+                break;
+            };
+            if self.arch.decode(child.load(), level - 1) != Entry::Invalid {
+                child.modify(&self.mem, hw, |e| self.arch.limit_entry(e, level - 1, limits));
+            }
+        }
+        // ...make those writes visible before the parent stops restricting...
+        self.tlb.order_table_writes();
+        // ...then lift the restriction.
+        slot.modify(&self.mem, hw, |e| self.arch.widen_table_entry(e, attrs));
+        // The cached limits of the leaf table are stale now.
+        self.leaf_table.set(None);
     }
 }

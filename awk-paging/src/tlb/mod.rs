@@ -16,6 +16,10 @@
 //! The hook is also where SMP shootdown goes: a kernel's `Tlb` can send IPIs to the other CPUs
 //! running the address space (x86), or rely on broadcast `tlbi ...is` (AArch64).
 
+mod gather;
+
+pub use gather::{Gather, FULL_FLUSH_THRESHOLD, GATHER_TABLES};
+
 use crate::VirtAddr;
 
 /// TLB maintenance for one address space: the CPU's instructions on bare metal, the TLB model in

@@ -1,0 +1,179 @@
+//! [`Gather`]: the TLB work and the freed tables of one or many range operations, done in one
+//! batch — invalidate first, then free (Linux `mm/mmu_gather.c`).
+
+use crate::{PageSize, PhyAddr, VirtAddr};
+
+/// Above this many pending page invalidations a gather invalidates the whole address space
+/// instead (Linux x86 uses 33 pages: one `invlpg` costs about as much as refilling that many
+/// TLB entries; Asterinas uses 32).
+pub const FULL_FLUSH_THRESHOLD: usize = 32;
+
+/// Detached sub-tables a gather holds before the operation flushes and frees early.
+pub const GATHER_TABLES: usize = 16;
+
+/// One pending invalidation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// An address inside the page or block.
+    pub(crate) va: VirtAddr,
+    /// Its size (a block is invalidated by one operation, not one per 4 KiB).
+    pub(crate) size: PageSize,
+    /// Walk caches too (a table entry above it changed or was removed), not just the leaf.
+    pub(crate) walks: bool,
+}
+
+/// The TLB maintenance and table frees owed by range operations on one [`PageTable`].
+///
+/// Range operations add to a gather; [`PageTable::finish`] then invalidates (per page or block
+/// up to [`FULL_FLUSH_THRESHOLD`], the whole address space above it, walk caches included
+/// wherever a table changed) and only **then** frees the tables the operations detached, so no
+/// hardware walker or walk cache can still reach a freed frame. One gather can collect many
+/// operations on the same table (a batch): one flush at the end.
+///
+/// Dropping a gather without finishing it frees nothing: the detached tables leak (safer than a
+/// use-after-free by a stale walk cache), and the TLB may keep stale translations.
+///
+/// [`PageTable`]: crate::PageTable
+/// [`PageTable::finish`]: crate::PageTable::finish
+///
+/// ```
+/// use awk_paging::emu::{EmuArch, EmuMemory};
+/// use awk_paging::{Flags, NoTlb, PageTable, PhyAddr, RangeOptions, VirtAddr};
+///
+/// let mem = EmuMemory::new(16);
+/// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+/// let va = VirtAddr::new(0x4000_0000);
+/// let mut g = pt.gather();
+/// unsafe { pt.map_range(va, PhyAddr::new(0x20_0000), 0x40_0000, Flags::RW, RangeOptions::default(), &mut g) }
+///     .unwrap();
+/// unsafe { pt.unmap_range(va, 0x40_0000, &mut g, |_| {}) }.unwrap();
+/// pt.finish(g).unwrap(); // one flush for both, then the emptied tables are freed
+/// assert_eq!(mem.frames_in_use(), 1); // the root alone
+/// ```
+#[must_use = "dropping a gather leaks its detached tables and skips its TLB invalidation: pass it to PageTable::finish"]
+#[derive(Debug)]
+pub struct Gather {
+    pub(crate) root: PhyAddr,
+    pending: [Pending; FULL_FLUSH_THRESHOLD],
+    len: usize,
+    flush_all: bool,
+    publish: bool,
+    tables: [(PhyAddr, u8); GATHER_TABLES],
+    ntables: usize,
+}
+
+impl Gather {
+    /// An empty gather for the table rooted at `root`.
+    pub(crate) const fn new(root: PhyAddr) -> Gather {
+        Gather {
+            root,
+            pending: [Pending {
+                va: VirtAddr::new(0),
+                size: PageSize::Size4K,
+                walks: false,
+            }; FULL_FLUSH_THRESHOLD],
+            len: 0,
+            flush_all: false,
+            publish: false,
+            tables: [(PhyAddr::ZERO, 0); GATHER_TABLES],
+            ntables: 0,
+        }
+    }
+
+    /// Whether nothing is owed.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{NoTlb, PageTable};
+    /// # let mem = EmuMemory::new(1);
+    /// # let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// let g = pt.gather();
+    /// assert!(g.is_empty());
+    /// pt.finish(g).unwrap();
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && !self.flush_all && !self.publish && self.ntables == 0
+    }
+
+    /// Whether finishing will invalidate the whole address space (too many pages pending).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{NoTlb, PageTable};
+    /// # let mem = EmuMemory::new(1);
+    /// # let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// let g = pt.gather();
+    /// assert!(!g.flushes_all());
+    /// # pt.finish(g).unwrap();
+    /// ```
+    #[must_use]
+    pub fn flushes_all(&self) -> bool {
+        self.flush_all
+    }
+
+    /// Records an invalidation of the page or block of `size` containing `va`.
+    #[inline]
+    pub(crate) fn invalidate(&mut self, va: VirtAddr, size: PageSize, walks: bool) {
+        if self.flush_all {
+            return;
+        }
+        if self.len == FULL_FLUSH_THRESHOLD {
+            self.flush_all = true;
+            self.len = 0;
+            return;
+        }
+        self.pending[self.len] = Pending { va, size, walks };
+        self.len += 1;
+    }
+
+    /// Records that the whole address space must be invalidated (a subtree was dropped).
+    #[inline]
+    pub(crate) fn invalidate_all(&mut self) {
+        self.flush_all = true;
+        self.len = 0;
+    }
+
+    /// Records that new entries need publishing before use.
+    #[inline]
+    pub(crate) fn publish(&mut self) {
+        self.publish = true;
+    }
+
+    /// Records a detached sub-table (and everything below it) at `level`, to free after the
+    /// invalidation; `false` (nothing recorded) if the gather is full.
+    #[inline]
+    pub(crate) fn push_table(&mut self, table: PhyAddr, level: u8) -> bool {
+        if self.ntables == GATHER_TABLES {
+            return false;
+        }
+        self.tables[self.ntables] = (table, level);
+        self.ntables += 1;
+        true
+    }
+
+    /// Whether another table fits.
+    #[inline]
+    pub(crate) fn tables_full(&self) -> bool {
+        self.ntables == GATHER_TABLES
+    }
+
+    /// The pending invalidations, or `None` for a full flush; and whether a publish is owed.
+    pub(crate) fn pending(&self) -> (Option<&[Pending]>, bool) {
+        let list = (!self.flush_all).then(|| &self.pending[..self.len]);
+        (list, self.publish)
+    }
+
+    /// The detached tables.
+    pub(crate) fn tables(&self) -> &[(PhyAddr, u8)] {
+        &self.tables[..self.ntables]
+    }
+
+    /// Empties the gather after its work was done.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.flush_all = false;
+        self.publish = false;
+        self.ntables = 0;
+    }
+}
