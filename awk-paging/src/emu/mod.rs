@@ -10,10 +10,12 @@
 //!   missing flush shows up as a stale translation.
 //! - [`EmuArch`]: a minimal descriptor format for testing the shared walker on its own.
 //! - [`EmuHarness`]: the conformance harness over all of the above, for any descriptor format.
+//! - [`model`]: the range engine's property test against a model of mapped intervals.
 
 mod arch;
 mod harness;
 mod memory;
+pub mod model;
 mod tlb;
 
 pub use arch::EmuArch;

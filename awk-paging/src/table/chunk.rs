@@ -81,7 +81,13 @@ impl Iterator for Pieces {
 /// the piece covers the whole entry, the level has leaves in `sizes`, not above `cap`, and `pa`
 /// is aligned to it.
 #[inline(always)]
-pub(crate) fn leaf_fits(level: u8, piece: &Piece, pa: u64, sizes: PageSizes, cap: PageSize) -> bool {
+pub(crate) fn leaf_fits(
+    level: u8,
+    piece: &Piece,
+    pa: u64,
+    sizes: PageSizes,
+    cap: PageSize,
+) -> bool {
     match PageSize::from_level(level) {
         Some(size) => {
             level <= cap.level()
@@ -108,7 +114,16 @@ pub(crate) fn new_tables(
     }
     Pieces::new(level, start, end)
         .filter(|p| !leaf_fits(level, p, pa + (p.start - start), sizes, cap))
-        .map(|p| 1 + new_tables(level - 1, p.start, p.end, pa + (p.start - start), sizes, cap))
+        .map(|p| {
+            1 + new_tables(
+                level - 1,
+                p.start,
+                p.end,
+                pa + (p.start - start),
+                sizes,
+                cap,
+            )
+        })
         .sum()
 }
 
@@ -149,9 +164,24 @@ mod tests {
         assert_eq!(
             p,
             [
-                Piece { index: 0, start: 0x1f_f000, end: 0x20_0000, base: 0 },
-                Piece { index: 1, start: 0x20_0000, end: 0x40_0000, base: 0x20_0000 },
-                Piece { index: 2, start: 0x40_0000, end: 0x40_1000, base: 0x40_0000 },
+                Piece {
+                    index: 0,
+                    start: 0x1f_f000,
+                    end: 0x20_0000,
+                    base: 0
+                },
+                Piece {
+                    index: 1,
+                    start: 0x20_0000,
+                    end: 0x40_0000,
+                    base: 0x20_0000
+                },
+                Piece {
+                    index: 2,
+                    start: 0x40_0000,
+                    end: 0x40_1000,
+                    base: 0x40_0000
+                },
             ]
         );
         assert!(!p[0].whole(1) && p[1].whole(1) && !p[2].whole(1));

@@ -63,7 +63,6 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// let g = pt.gather();
     /// pt.finish(g).unwrap();
     /// ```
-    #[must_use]
     pub fn gather(&self) -> Gather {
         Gather::new(self.root)
     }
@@ -81,6 +80,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// let b = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
     /// assert!(a.finish(b.gather()).is_err()); // not a's
     /// ```
+    // The gather is handed back by value on purpose: it owns detached tables, and the caller
+    // must keep it to finish it on the right table (boxing would need an allocator).
+    #[allow(clippy::result_large_err)]
     pub fn finish(&mut self, mut gather: Gather) -> Result<(), Gather> {
         if gather.root != self.root {
             return Err(gather);
@@ -123,7 +125,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return Err(fail(AddrError::NotAligned));
         }
         self.arch.check_va(va).map_err(fail)?;
-        let last = va.checked_add(len.saturating_sub(1)).ok_or(fail(AddrError::Overflow))?;
+        let last = va
+            .checked_add(len.saturating_sub(1))
+            .ok_or(fail(AddrError::Overflow))?;
         self.arch
             .check_va(last)
             .map_err(|error| RangeError { at: last, error })?;
@@ -213,8 +217,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // Pass 1: count (read-only; any conflict is an error before anything changes).
         plan.count_only_walk(self, span)?;
         // Take every frame, or nothing.
-        plan.reserve = Reserve::take(&self.arch, &self.mem, &mut self.frames, plan.tables)
-            .map_err(fail)?;
+        plan.reserve =
+            Reserve::take(&self.arch, &self.mem, &mut self.frames, plan.tables).map_err(fail)?;
         // Pass 2: commit; cannot fail.
         let committed = self.walk_range(span.start, span.end, &mut Commit(&mut plan));
         let leftover = core::mem::take(&mut plan.reserve);
@@ -323,11 +327,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             .map_err(|e| self.unmap_error(e))?;
         let reserve = Reserve::take(&self.arch, &self.mem, &mut self.frames, count.tables)
             .map_err(|e| fail(map_to_unmap(e)))?;
-        let mut op = UnmapOp {
-            reserve,
-            gather,
-            f,
-        };
+        let mut op = UnmapOp { reserve, gather, f };
         let r = self.walk_range(span.start, span.end, &mut op);
         let leftover = core::mem::take(&mut op.reserve);
         leftover.give_back(&self.mem, &mut self.frames);
@@ -413,7 +413,16 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// that needs it): break-before-make — the leaf is made invalid and invalidated first, so
     /// the range is briefly unmapped. x86: the table replaces the leaf in one store; the old
     /// huge page is invalidated through `gather` (with walk caches).
-    fn split(&mut self, c: &Chunk, reserve: &mut Reserve, gather: &mut Gather) -> Option<PhyAddr> {
+    ///
+    /// `then` is what a leaf below will be changed to, so the new table entry permits it
+    /// (x86: U/S for a user page); the split leaves themselves keep the old attributes.
+    fn split(
+        &mut self,
+        c: &Chunk,
+        then: Option<Attrs>,
+        reserve: &mut Reserve,
+        gather: &mut Gather,
+    ) -> Option<PhyAddr> {
         let Entry::Leaf(frame) = c.entry else {
             return None;
         };
@@ -428,7 +437,11 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             // SAFETY: a zeroed, unpublished table frame from the reserve; i < 512.
             unsafe { Slot::new(table, ptr.cast(), i) }.store(&self.mem, 0, leaf);
         }
-        let link = self.arch.table_entry(table, attrs);
+        let permit = Attrs {
+            user: attrs.user || then.is_some_and(|a| a.user),
+            ..attrs
+        };
+        let link = self.arch.table_entry(table, permit);
         let block_va = self.va_at(c.piece.base);
         let hw = self.arch.hardware_updates_entries();
         if self.arch.needs_break_before_make(c.raw, link, c.level) {
@@ -546,9 +559,7 @@ impl MapPlan<'_> {
 /// Pass 1 of `map_range`.
 struct Count<'p, 'g>(&'p mut MapPlan<'g>);
 
-impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
-    for Count<'_, '_>
-{
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for Count<'_, '_> {
     type Error = RangeError<MapError>;
 
     fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {
@@ -558,7 +569,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
         match c.entry {
             Entry::Invalid => {
                 if !leaf_fits(c.level, &c.piece, pa, sizes, p.cap) {
-                    p.tables += 1 + new_tables(c.level - 1, c.piece.start, c.piece.end, pa, sizes, p.cap);
+                    p.tables +=
+                        1 + new_tables(c.level - 1, c.piece.start, c.piece.end, pa, sizes, p.cap);
                 }
                 Ok(Step::Next)
             }
@@ -702,7 +714,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
             }
             Entry::Leaf(_) => {
                 let table = pt
-                    .split(c, &mut self.reserve, self.gather)
+                    .split(c, None, &mut self.reserve, self.gather)
                     .ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
             }
@@ -746,9 +758,7 @@ struct ProtectOp<'g> {
     gather: &'g mut Gather,
 }
 
-impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
-    for ProtectOp<'_>
-{
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for ProtectOp<'_> {
     type Error = RangeError<MapError>;
 
     fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {
@@ -777,14 +787,15 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
             }
             Entry::Leaf(_) => {
                 let table = pt
-                    .split(c, &mut self.reserve, self.gather)
+                    .split(c, Some(self.attrs), &mut self.reserve, self.gather)
                     .ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
             }
             Entry::Table(next) => {
                 if pt.arch.table_limits(c.raw, c.level).blocks(self.attrs) {
                     pt.lift_limits(c.slot, c.raw, c.level, next, self.attrs);
-                    self.gather.invalidate(pt.va_at(c.piece.base), PageSize::Size4K, true);
+                    self.gather
+                        .invalidate(pt.va_at(c.piece.base), PageSize::Size4K, true);
                 }
                 Ok(Step::Into(next))
             }

@@ -51,7 +51,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// Lifts what the table entry `slot` (holding `raw`, at `level`, pointing at `next`)
     /// forbids a leaf with `attrs`: pushes its limits into every valid entry of `next`, orders
     /// those writes, then widens the entry.
-    pub(crate) fn lift_limits(&mut self, slot: Slot, raw: u64, level: u8, next: PhyAddr, attrs: Attrs) {
+    pub(crate) fn lift_limits(
+        &mut self,
+        slot: Slot,
+        raw: u64,
+        level: u8,
+        next: PhyAddr,
+        attrs: Attrs,
+    ) {
         let hw = self.arch.hardware_updates_entries();
         let limits = self.arch.table_limits(raw, level);
         // Push the restriction into every valid entry of the next table down...
@@ -60,7 +67,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
                 break;
             };
             if self.arch.decode(child.load(), level - 1) != Entry::Invalid {
-                child.modify(&self.mem, hw, |e| self.arch.limit_entry(e, level - 1, limits));
+                child.modify(&self.mem, hw, |e| {
+                    self.arch.limit_entry(e, level - 1, limits)
+                });
             }
         }
         // ...make those writes visible before the parent stops restricting...
