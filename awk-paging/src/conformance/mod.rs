@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod failure;
+mod range_checks;
 mod table_checks;
 mod tlb_checks;
 
@@ -103,6 +104,14 @@ macro_rules! __awk_check_names {
                 huge_page_conflicts_are_rejected,
                 destroy_frees_every_table,
             ],
+            range_checks: [
+                range_map_uses_the_largest_pages,
+                range_unmap_splits_huge_pages_at_both_ends,
+                range_protect_double_splits_a_gigabyte_page,
+                range_out_of_memory_at_every_allocation_rolls_back,
+                range_unmap_reclaims_emptied_tables,
+                range_reclaimed_span_takes_a_huge_page,
+            ],
             tlb_checks: [
                 stale_translation_without_flush,
                 fresh_translation_after_flush,
@@ -132,8 +141,8 @@ macro_rules! define_lists {
     };
 }
 
-/// Check lists: `lists::table_checks` run everywhere; `lists::tlb_checks` need
-/// [`Harness::observe`].
+/// Check lists: `lists::table_checks` and `lists::range_checks` run everywhere;
+/// `lists::tlb_checks` need [`Harness::observe`].
 pub mod lists {
     crate::__awk_check_names!([define_lists]);
 }
@@ -142,6 +151,12 @@ pub mod lists {
 #[must_use]
 pub fn checks<H: Harness>() -> [Check<H>; lists::table_checks::COUNT] {
     lists::table_checks::list::<H>()
+}
+
+/// The range-engine checks (run on every harness).
+#[must_use]
+pub fn range_checks<H: Harness>() -> [Check<H>; lists::range_checks::COUNT] {
+    lists::range_checks::list::<H>()
 }
 
 /// The TLB checks (run where [`Harness::observe`] works).
@@ -169,7 +184,7 @@ pub fn run_all<H: Harness>(
     };
     let tlb = tlb_checks::<H>();
     let tlb: &[Check<H>] = if tlb_capable { &tlb } else { &[] };
-    for check in checks::<H>().iter().chain(tlb) {
+    for check in checks::<H>().iter().chain(&range_checks::<H>()).chain(tlb) {
         let r = (check.run)(harness);
         if r.is_ok() {
             passed += 1;
