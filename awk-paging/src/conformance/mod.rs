@@ -111,6 +111,7 @@ macro_rules! __awk_check_names {
                 range_out_of_memory_at_every_allocation_rolls_back,
                 range_unmap_reclaims_emptied_tables,
                 range_reclaimed_span_takes_a_huge_page,
+                range_alloc_takes_and_returns_every_frame,
             ],
             tlb_checks: [
                 stale_translation_without_flush,

@@ -399,3 +399,61 @@ pub fn range_reclaimed_span_takes_a_huge_page<H: Harness>(h: &mut H) -> Result<(
     );
     teardown(h, pt)
 }
+
+/// An allocating map takes its data frames (zeroed) and tables from the allocator, all or
+/// nothing under out-of-memory at any allocation; unmapping it gives every frame back.
+pub fn range_alloc_takes_and_returns_every_frame<H: Harness>(h: &mut H) -> Result<(), Failure> {
+    let mut pt = h.fresh()?;
+    let base = pt.frames().outstanding();
+    let (v, len) = (va(h, MIB2 - 0x2000), 0x4000); // straddles a 2 MiB boundary: 2 leaf tables
+    let mut k = 0;
+    loop {
+        ensure!(
+            k <= 12,
+            "map_range_alloc still failing after {k} allocations"
+        );
+        pt.frames_mut().fail_after(Some(k));
+        let mut g = pt.gather();
+        // SAFETY: never activated.
+        let r = unsafe { pt.map_range_alloc(v, len, Flags::RW, true, &mut g) };
+        pt.frames_mut().fail_after(None);
+        done::<H>(&mut pt, g)?;
+        match r {
+            Err(e) if e.error == MapError::OutOfMemory => {
+                ensure_eq!(pt.frames().outstanding(), base, "frames after OOM at {k}");
+                ensure_eq!(fingerprint::<H>(&pt).1, 0, "mappings after OOM at {k}");
+                k += 1;
+            }
+            Err(e) => return Err(Failure::new(format_args!("map_range_alloc: {e}"))),
+            Ok(()) => break,
+        }
+    }
+    let levels = usize::from(pt.arch().levels());
+    // Data frames: 4; tables: one per level below the root, plus a second leaf table.
+    ensure_eq!(pt.frames().outstanding(), base + 4 + levels, "frames taken");
+    let mut frames = [PhyAddr::ZERO; 4];
+    for (i, f) in frames.iter_mut().enumerate() {
+        let t = pt.translate(VirtAddr::new(v.as_u64() + i as u64 * 0x1000));
+        *f = t
+            .map(|t| t.frame)
+            .map_err(|e| Failure::new(format_args!("page {i}: {e}")))?;
+    }
+    ensure!(
+        frames
+            .iter()
+            .enumerate()
+            .all(|(i, f)| !frames[..i].contains(f)),
+        "distinct data frames"
+    );
+    let mut g = pt.gather();
+    // SAFETY: never activated; the frames came from this allocator.
+    let r = unsafe { pt.unmap_range_free(v, len, &mut g) };
+    done::<H>(&mut pt, g)?;
+    ensure!(r.is_ok(), "unmap_range_free: {:?}", r.err());
+    ensure_eq!(
+        pt.frames().outstanding(),
+        base,
+        "frames after unmap_range_free"
+    );
+    teardown(h, pt)
+}

@@ -16,6 +16,18 @@ pub(crate) fn take_table_frame<A: Arch, M: PhysMem, F: FrameAllocator>(
     mem: &M,
     frames: &mut F,
 ) -> Result<(PhyAddr, NonNull<u8>), MapError> {
+    let (frame, ptr) = take_frame(arch, mem, frames)?;
+    // SAFETY: a frame `mem` reaches, allocated to us and not yet visible to anyone.
+    unsafe { zero_table(mem, frame, ptr) };
+    Ok((frame, ptr))
+}
+
+/// [`take_table_frame`] without the zeroing (for frames zeroed later, when used).
+pub(crate) fn take_frame<A: Arch, M: PhysMem, F: FrameAllocator>(
+    arch: &A,
+    mem: &M,
+    frames: &mut F,
+) -> Result<(PhyAddr, NonNull<u8>), MapError> {
     let frame = frames.allocate_frame().ok_or(MapError::OutOfMemory)?;
     let width_ok = arch.pa_bits() >= 64 || frame.as_u64() >> arch.pa_bits() == 0;
     let reachable = if width_ok { mem.frame_ptr(frame) } else { None };
@@ -28,8 +40,6 @@ pub(crate) fn take_table_frame<A: Arch, M: PhysMem, F: FrameAllocator>(
             MapError::TableFrameTooWide
         });
     };
-    // SAFETY: a frame `mem` reaches, allocated to us and not yet visible to anyone.
-    unsafe { zero_table(mem, frame, ptr) };
     Ok((frame, ptr))
 }
 

@@ -13,9 +13,11 @@
 //! - `range`: map/unmap/protect of ranges as visitors, prepare (count, `reserve`) then commit;
 //!   splitting straddling huge pages; detaching emptied tables into a [`Gather`](crate::Gather).
 //! - `reserve`: frames taken before a range operation commits.
+//! - `alloc`: allocating ranges (fresh data frames, freed after the flush) and identity maps.
 //! - `read`: walks over every mapping (`for_each_mapping`).
 //! - `reclaim`: `destroy` and freeing detached subtrees.
 
+mod alloc;
 mod build;
 mod chunk;
 mod entry;

@@ -47,9 +47,9 @@ pub struct UnmappedPage {
 
 /// A validated range in table bits.
 #[derive(Clone, Copy)]
-struct Span {
-    start: u64,
-    end: u64,
+pub(super) struct Span {
+    pub(super) start: u64,
+    pub(super) end: u64,
 }
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
@@ -119,7 +119,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
 
     /// Checks a range (4 KiB-aligned start and length, translated by this regime, inside one
     /// half) and turns it into table bits.
-    fn span(&self, va: VirtAddr, len: u64) -> Result<Span, RangeError<AddrError>> {
+    pub(super) fn span(&self, va: VirtAddr, len: u64) -> Result<Span, RangeError<AddrError>> {
         let fail = |error| RangeError { at: va, error };
         if !va.is_aligned(PageSize::Size4K) || len & 0xfff != 0 {
             return Err(fail(AddrError::NotAligned));
@@ -143,7 +143,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
 
     /// The virtual address of table bits `bits`.
     #[inline(always)]
-    fn va_at(&self, bits: u64) -> VirtAddr {
+    pub(super) fn va_at(&self, bits: u64) -> VirtAddr {
         self.arch.va_from_bits(bits)
     }
 
@@ -213,6 +213,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             reserve: Reserve::default(),
             gather,
             widened: false,
+            data: None,
         };
         // Pass 1: count (read-only; any conflict is an error before anything changes).
         plan.count_only_walk(self, span)?;
@@ -526,15 +527,18 @@ fn broken(at: u64, recursive: bool) -> RangeError<MapError> {
 // ---- map ---------------------------------------------------------------------------------
 
 /// One `map_range` call: its input and what the passes found.
-struct MapPlan<'g> {
-    start: u64,
-    pa: u64,
-    attrs: Attrs,
-    cap: PageSize,
-    tables: usize,
-    reserve: Reserve,
-    gather: &'g mut Gather,
-    widened: bool,
+pub(super) struct MapPlan<'g> {
+    pub(super) start: u64,
+    pub(super) pa: u64,
+    pub(super) attrs: Attrs,
+    pub(super) cap: PageSize,
+    pub(super) tables: usize,
+    pub(super) reserve: Reserve,
+    pub(super) gather: &'g mut Gather,
+    pub(super) widened: bool,
+    /// Fresh data frames for the leaves (allocating maps; 4 KiB leaves only), and whether to
+    /// zero them.
+    pub(super) data: Option<(Reserve, bool)>,
 }
 
 impl MapPlan<'_> {
@@ -543,7 +547,7 @@ impl MapPlan<'_> {
         self.pa + (piece.start - self.start)
     }
 
-    fn count_only_walk<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+    pub(super) fn count_only_walk<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
         &mut self,
         pt: &mut PageTable<A, M, F, T>,
         span: Span,
@@ -588,7 +592,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
 }
 
 /// Pass 2 of `map_range`.
-struct Commit<'p, 'g>(&'p mut MapPlan<'g>);
+pub(super) struct Commit<'p, 'g>(pub(super) &'p mut MapPlan<'g>);
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
     for Commit<'_, '_>
@@ -602,6 +606,17 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
         match c.entry {
             Entry::Invalid => {
                 if leaf_fits(c.level, &c.piece, pa, pt.arch.page_sizes(), p.cap) {
+                    let pa = match &mut p.data {
+                        None => pa,
+                        Some((frames, zero)) => {
+                            let taken = if *zero {
+                                frames.pop(&pt.mem)
+                            } else {
+                                frames.pop_raw(&pt.mem)
+                            };
+                            taken.ok_or(broken(c.piece.start, false))?.0.as_u64()
+                        }
+                    };
                     let leaf = pt.arch.leaf_entry(PhyAddr::new(pa), c.level, p.attrs);
                     c.slot.store(&pt.mem, c.raw, leaf);
                     return Ok(Step::Next);

@@ -4,7 +4,7 @@
 
 use core::ptr::NonNull;
 
-use super::build::take_table_frame;
+use super::build::take_frame;
 use super::entry::{zero_table, Slot};
 use crate::arch::Arch;
 use crate::{FrameAllocator, MapError, PhyAddr, PhysMem};
@@ -19,7 +19,7 @@ pub(crate) struct Reserve {
 }
 
 impl Reserve {
-    /// Takes `n` table frames (each checked as [`take_table_frame`] does). On failure every frame
+    /// Takes `n` frames (each checked as [`take_frame`] does; zeroed only when popped). On failure every frame
     /// taken so far is given back and the allocator is as before.
     pub(crate) fn take<A: Arch, M: PhysMem, F: FrameAllocator>(
         arch: &A,
@@ -29,7 +29,7 @@ impl Reserve {
     ) -> Result<Reserve, MapError> {
         let mut r = Reserve::default();
         for _ in 0..n {
-            match take_table_frame(arch, mem, frames) {
+            match take_frame(arch, mem, frames) {
                 Ok((frame, _)) => {
                     if let Some(slot) = Slot::of(mem, frame, 0) {
                         slot.store(mem, 0, r.head.as_u64());
@@ -50,15 +50,24 @@ impl Reserve {
     /// the count: callers treat it as unreachable and leave the operation half done, which the
     /// counting tests rule out).
     pub(crate) fn pop<M: PhysMem>(&mut self, mem: &M) -> Option<(PhyAddr, NonNull<u8>)> {
+        let (frame, ptr) = self.pop_raw(mem)?;
+        // SAFETY: a reserved frame `mem` reaches, not published anywhere.
+        unsafe { zero_table(mem, frame, ptr) };
+        Some((frame, ptr))
+    }
+
+    /// One reserved frame, not zeroed except for the word that chained it (for data frames
+    /// whose contents the caller does not need cleared).
+    pub(crate) fn pop_raw<M: PhysMem>(&mut self, mem: &M) -> Option<(PhyAddr, NonNull<u8>)> {
         if self.len == 0 {
             return None;
         }
         let frame = self.head;
         let ptr = mem.frame_ptr(frame)?;
-        self.head = PhyAddr::new(Slot::of(mem, frame, 0).map_or(0, Slot::load));
+        let link = Slot::of(mem, frame, 0)?;
+        self.head = PhyAddr::new(link.load());
+        link.store(mem, self.head.as_u64(), 0);
         self.len -= 1;
-        // SAFETY: a reserved frame `mem` reaches, not published anywhere.
-        unsafe { zero_table(mem, frame, ptr) };
         Some((frame, ptr))
     }
 
