@@ -34,7 +34,7 @@
 //! (AP, UXN, PXN) may be written in place. [`A64`] therefore compares those fields directly
 //! (a superset of the core's default, which compares output address and [`MemoryType`]).
 
-use awk_paging::arch::{Arch, Entry, Limits};
+use awk_paging::arch::{Arch, ContiguousHint, Entry, Limits};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
 
 use crate::descriptor::{bits as b, OA_MASK};
@@ -175,8 +175,9 @@ impl A64 {
     }
 
     /// Fields that, when they change on a valid leaf, need break-before-make: output address,
-    /// memory attributes, shareability and nG (Arm ARM D8.16.1).
-    const BBM_FIELDS: u64 = OA_MASK | b::ATTR_INDX_MASK | b::SH_MASK | b::NG;
+    /// memory attributes, shareability, nG (Arm ARM D8.16.1) and the Contiguous bit (D8.6.1:
+    /// a run's TLB entry must never coexist with entries for its parts).
+    const BBM_FIELDS: u64 = OA_MASK | b::ATTR_INDX_MASK | b::SH_MASK | b::NG | b::CONTIGUOUS;
 }
 
 // SAFETY: `decode` only returns output addresses below 2^pa_bits (wider ones decode as invalid,
@@ -315,6 +316,15 @@ unsafe impl Arch for A64 {
         };
         a.flags.execute = exec && a.flags.memory_type() != MemoryType::Device;
         a
+    }
+
+    /// 16 entries at the 4 KiB and 2 MiB levels (4 KiB granule: 64 KiB and 32 MiB runs).
+    #[inline(always)]
+    fn contiguous_hint(&self, level: u8) -> Option<ContiguousHint> {
+        (level <= 1).then_some(ContiguousHint {
+            bit: b::CONTIGUOUS,
+            entries: 16,
+        })
     }
 
     #[inline]

@@ -159,4 +159,6 @@ pub mod bits {
     pub const AP_TABLE_NO_EL0: u64 = 1 << D::AP_TABLE.shift;
     /// APTable\[1\] (table descriptors): nothing below is writable.
     pub const AP_TABLE_RO: u64 = 2 << D::AP_TABLE.shift;
+    /// Contiguous hint (leaves).
+    pub const CONTIGUOUS: u64 = D::CONTIGUOUS::SET.value;
 }

@@ -131,6 +131,19 @@ impl Limits {
     }
 }
 
+/// A format's contiguous hint for leaves at one level (AArch64 D8.6.1 "The Contiguous bit"):
+/// `entries` aligned, adjacent leaves mapping one aligned, contiguous output range with
+/// identical attributes may all carry `bit`, so the TLB may cache them as one entry. Every entry
+/// of a run must agree; the walker only sets the bit on complete runs and clears it on a whole
+/// run (with break-before-make) before changing any entry of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContiguousHint {
+    /// The descriptor bit.
+    pub bit: u64,
+    /// Entries in a run (a power of two).
+    pub entries: usize,
+}
+
 /// An architecture's translation regime: descriptor encoding and address rules.
 ///
 /// Values are small `Copy` configurations (e.g. the AArch64 VA size); methods are called on the
@@ -184,6 +197,12 @@ pub unsafe trait Arch: Copy {
     #[inline]
     fn limit_entry(&self, raw: u64, _level: u8, _limits: Limits) -> u64 {
         raw
+    }
+
+    /// The contiguous hint for leaves at `level`, if the format has one there. Default: none.
+    #[inline]
+    fn contiguous_hint(&self, _level: u8) -> Option<ContiguousHint> {
+        None
     }
 
     /// Whether the hardware itself writes to live entries (x86 Accessed/Dirty; AArch64 only

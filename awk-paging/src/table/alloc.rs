@@ -62,6 +62,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         let mut plan = MapPlan {
             start: span.start,
+            end: span.end,
             pa: 0,
             attrs,
             cap: PageSize::Size4K,

@@ -47,6 +47,18 @@ impl Slot {
         Some(unsafe { Slot::new(table, base, index) })
     }
 
+    /// The physical address of the table holding this entry.
+    #[inline(always)]
+    pub(crate) fn table(self) -> PhyAddr {
+        self.table
+    }
+
+    /// The entry's index in its table.
+    #[inline(always)]
+    pub(crate) fn index(self) -> usize {
+        self.index
+    }
+
     #[inline(always)]
     fn atomic<'a>(self) -> &'a AtomicU64 {
         // SAFETY: the pointer is valid, 8-byte aligned and only ever accessed atomically (by

@@ -9,6 +9,7 @@
 //! - `build`: new tables built off to the side, checked, ordered, then linked.
 //! - `widen`: lifting an upper-level restriction without loosening existing mappings.
 //! - `chunk`: pure range arithmetic (entries a range touches, which leaf fits, frame counts).
+//! - `contig`: the contiguous hint, set on complete runs and cleared before runs change.
 //! - `visit`: the one range walker (recursive, post-order) and its visitor trait.
 //! - `range`: map/unmap/protect of ranges as visitors, prepare (count, `reserve`) then commit;
 //!   splitting straddling huge pages; detaching emptied tables into a [`Gather`](crate::Gather).
@@ -20,6 +21,7 @@
 mod alloc;
 mod build;
 mod chunk;
+mod contig;
 mod entry;
 mod range;
 mod read;

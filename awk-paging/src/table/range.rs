@@ -206,6 +206,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         let mut plan = MapPlan {
             start: span.start,
+            end: span.end,
             pa: pa.as_u64(),
             attrs,
             cap: opts.max_page,
@@ -328,7 +329,12 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             .map_err(|e| self.unmap_error(e))?;
         let reserve = Reserve::take(&self.arch, &self.mem, &mut self.frames, count.tables)
             .map_err(|e| fail(map_to_unmap(e)))?;
-        let mut op = UnmapOp { reserve, gather, f };
+        let mut op = UnmapOp {
+            span,
+            reserve,
+            gather,
+            f,
+        };
         let r = self.walk_range(span.start, span.end, &mut op);
         let leftover = core::mem::take(&mut op.reserve);
         leftover.give_back(&self.mem, &mut self.frames);
@@ -397,6 +403,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let reserve = Reserve::take(&self.arch, &self.mem, &mut self.frames, count.tables)
             .map_err(|e| fail(map_to_protect(e)))?;
         let mut op = ProtectOp {
+            span,
             attrs,
             reserve,
             gather,
@@ -428,13 +435,18 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return None;
         };
         let (table, ptr) = reserve.pop(&self.mem)?;
+        let block_va = self.va_at(c.piece.base);
+        // A hinted block run loses its hint before one of its blocks becomes a table.
+        let raw = self.unhint(c.slot, c.raw, c.level, block_va);
         let child_level = c.level - 1;
-        let attrs = self.arch.leaf_attrs(c.raw, c.level);
+        let attrs = self.arch.leaf_attrs(raw, c.level);
         let step = entry_span(child_level);
+        // The block is aligned to its size, so every run of children is complete and aligned.
+        let hint = self.arch.contiguous_hint(child_level).map_or(0, |h| h.bit);
         for i in 0..ENTRIES {
             let pa = PhyAddr::new(frame.as_u64() + i as u64 * step);
-            let leaf = self.arch.leaf_entry(pa, child_level, attrs);
-            let leaf = self.arch.keep_hardware_bits(c.raw, leaf);
+            let leaf = self.arch.leaf_entry(pa, child_level, attrs) | hint;
+            let leaf = self.arch.keep_hardware_bits(raw, leaf);
             // SAFETY: a zeroed, unpublished table frame from the reserve; i < 512.
             unsafe { Slot::new(table, ptr.cast(), i) }.store(&self.mem, 0, leaf);
         }
@@ -443,14 +455,13 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             ..attrs
         };
         let link = self.arch.table_entry(table, permit);
-        let block_va = self.va_at(c.piece.base);
         let hw = self.arch.hardware_updates_entries();
-        if self.arch.needs_break_before_make(c.raw, link, c.level) {
+        if self.arch.needs_break_before_make(raw, link, c.level) {
             // Break, invalidate, then make (Arm ARM D8.16.1).
             if hw {
                 c.slot.swap(&self.mem, 0);
             } else {
-                c.slot.store(&self.mem, c.raw, 0);
+                c.slot.store(&self.mem, raw, 0);
             }
             self.tlb.flush_leaf(block_va);
             self.tlb.order_table_writes();
@@ -529,6 +540,7 @@ fn broken(at: u64, recursive: bool) -> RangeError<MapError> {
 /// One `map_range` call: its input and what the passes found.
 pub(super) struct MapPlan<'g> {
     pub(super) start: u64,
+    pub(super) end: u64,
     pub(super) pa: u64,
     pub(super) attrs: Attrs,
     pub(super) cap: PageSize,
@@ -617,7 +629,15 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                             taken.ok_or(broken(c.piece.start, false))?.0.as_u64()
                         }
                     };
-                    let leaf = pt.arch.leaf_entry(PhyAddr::new(pa), c.level, p.attrs);
+                    let mut leaf = pt.arch.leaf_entry(PhyAddr::new(pa), c.level, p.attrs);
+                    if p.data.is_none() {
+                        // Part of a complete, aligned run mapped by this call: hint it.
+                        if let Some(bit) =
+                            pt.run_hintable(c.level, c.piece.base, p.start, p.end, pa)
+                        {
+                            leaf |= bit;
+                        }
+                    }
                     c.slot.store(&pt.mem, c.raw, leaf);
                     return Ok(Step::Next);
                 }
@@ -688,6 +708,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
 
 /// Pass 2 of `unmap_range` / `drop_range` (`f` is `None`: whole tables go without a visit).
 struct UnmapOp<'g, G> {
+    span: Span,
     reserve: Reserve,
     gather: &'g mut Gather,
     f: Option<G>,
@@ -703,13 +724,19 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         match c.entry {
             Entry::Invalid => Ok(Step::Next),
             Entry::Leaf(frame) if c.piece.whole(c.level) => {
+                let page = pt.va_at(c.piece.base);
+                // A run wholly inside the range goes away whole; part of one is unhinted first.
+                let raw = if pt.run_covered(c.level, c.piece.base, self.span.start, self.span.end) {
+                    c.raw
+                } else {
+                    pt.unhint(c.slot, c.raw, c.level, page)
+                };
                 let old = if pt.arch.hardware_updates_entries() {
                     c.slot.swap(&pt.mem, 0)
                 } else {
-                    c.slot.store(&pt.mem, c.raw, 0);
-                    c.raw
+                    c.slot.store(&pt.mem, raw, 0);
+                    raw
                 };
-                let page = pt.va_at(c.piece.base);
                 let size = size_of(c.level);
                 self.gather.invalidate(page, size, false);
                 if let Some(f) = &mut self.f {
@@ -768,6 +795,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
 
 /// Pass 2 of `protect_range`.
 struct ProtectOp<'g> {
+    span: Span,
     attrs: Attrs,
     reserve: Reserve,
     gather: &'g mut Gather,
@@ -781,14 +809,29 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
             Entry::Invalid => Ok(Step::Next),
             Entry::Leaf(frame) if c.piece.whole(c.level) => {
                 let hw = pt.arch.hardware_updates_entries();
-                let new = pt.arch.leaf_entry(frame, c.level, self.attrs);
+                let mut new = pt.arch.leaf_entry(frame, c.level, self.attrs);
                 let page = pt.va_at(c.piece.base);
-                if pt.arch.needs_break_before_make(c.raw, new, c.level) {
+                let hint = pt.arch.contiguous_hint(c.level).map_or(0, |h| h.bit);
+                let mut raw = c.raw;
+                if raw & hint != 0 {
+                    // A whole run changing permissions only keeps its hint (each entry is
+                    // rewritten in place; the gather's flush settles the TLB); anything else
+                    // unhints the run first.
+                    let keep =
+                        pt.run_covered(c.level, c.piece.base, self.span.start, self.span.end)
+                            && !pt.arch.needs_break_before_make(raw & !hint, new, c.level);
+                    if keep {
+                        new |= hint;
+                    } else {
+                        raw = pt.unhint(c.slot, raw, c.level, page);
+                    }
+                }
+                if pt.arch.needs_break_before_make(raw, new, c.level) {
                     let old = if hw {
                         c.slot.swap(&pt.mem, 0)
                     } else {
-                        c.slot.store(&pt.mem, c.raw, 0);
-                        c.raw
+                        c.slot.store(&pt.mem, raw, 0);
+                        raw
                     };
                     pt.tlb.flush_leaf(page);
                     c.slot

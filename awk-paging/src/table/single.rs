@@ -39,6 +39,31 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         })
     }
 
+    /// The raw leaf descriptor translating `va` and its level (0 = 4 KiB), for inspection
+    /// (dumps, tests, debugging a format's bits).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
+    /// # let mem = EmuMemory::new(8);
+    /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// unsafe { pt.map(VirtAddr::new(0x20_0000), PhyAddr::new(0x40_0000), PageSize::Size2M, Flags::RO) }
+    ///     .unwrap()
+    ///     .flush();
+    /// let (level, raw) = pt.raw_entry(VirtAddr::new(0x20_1000)).unwrap();
+    /// assert_eq!((level, raw & 0x000f_ffff_ffff_f000), (1, 0x40_0000));
+    /// ```
+    pub fn raw_entry(&self, va: VirtAddr) -> Result<(u8, u64), TranslateError> {
+        self.arch.check_va(va)?;
+        let hit = self
+            .find(va)
+            .map_err(|_| TranslateError::InvalidPageTable)?;
+        match hit.entry {
+            Entry::Leaf(_) => Ok((hit.level, hit.raw)),
+            _ => Err(TranslateError::NotMapped),
+        }
+    }
+
     /// Maps the page of `size` at `va` to the frame at `pa`.
     ///
     /// Fails, changing nothing, if the input is invalid, the page (or a larger page around it) is
@@ -143,11 +168,13 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// ```
     pub unsafe fn unmap(&mut self, va: VirtAddr) -> Result<(Unmapped, Flush<T>), UnmapError> {
         let (hit, frame, size) = self.leaf_at(va)?;
+        // One entry of a hinted run is about to change: unhint the run first.
+        let raw = self.unhint(hit.slot, hit.raw, hit.level, va);
         let old = if self.arch.hardware_updates_entries() {
             hit.slot.swap(&self.mem, 0)
         } else {
-            hit.slot.store(&self.mem, hit.raw, 0);
-            hit.raw
+            hit.slot.store(&self.mem, raw, 0);
+            raw
         };
         let attrs = self.arch.leaf_attrs(old, hit.level);
         let (accessed, dirty) = self.arch.accessed_dirty(old, hit.level);
@@ -196,8 +223,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
         let hw = self.arch.hardware_updates_entries();
         let new = self.arch.leaf_entry(frame, hit.level, attrs);
-        // The entry may have gained restrictions pushed down by the widening: read it again.
-        let current = hit.slot.load();
+        // The entry may have gained restrictions pushed down by the widening: read it again,
+        // and unhint its contiguous run (one entry of it is about to change).
+        let current = self.unhint(hit.slot, hit.slot.load(), hit.level, va);
         if self.arch.needs_break_before_make(current, new, hit.level) {
             // Break (atomically, keeping what the hardware wrote), invalidate, then make.
             let old = if hw {
