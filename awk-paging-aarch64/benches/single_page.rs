@@ -54,14 +54,14 @@ fn awk() -> Row {
     let translate = per_page(t);
     let t = Instant::now();
     for i in 0..PAGES {
-        unsafe { pt.update_flags(va(i), Flags::RO) }
+        unsafe { pt.update_flags(va(i), PageSize::Size4K, Flags::RO) }
             .unwrap()
             .flush();
     }
     let update = per_page(t);
     let t = Instant::now();
     for i in 0..PAGES {
-        black_box(unsafe { pt.unmap(va(i)) }.unwrap().1).flush();
+        black_box(unsafe { pt.unmap(va(i), PageSize::Size4K) }.unwrap().1).flush();
     }
     let unmap = per_page(t);
     unsafe { pt.destroy() };

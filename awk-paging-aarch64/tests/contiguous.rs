@@ -190,7 +190,7 @@ fn unmapping_part_of_a_run_or_splitting_a_hinted_block_unhints_the_rest() {
     let mut pt = PageTable::new(A64::default(), &mem, &mem, NoTlb).unwrap();
     let base = 0x4000_0000u64;
     map(&mut pt, base, 0x8000_0000, K64, Flags::RW, PageSize::Size4K);
-    let (gone, f) = unsafe { pt.unmap(VirtAddr::new(base + 0x5000)) }.unwrap();
+    let (gone, f) = unsafe { pt.unmap(VirtAddr::new(base + 0x5000), PageSize::Size4K) }.unwrap();
     f.flush();
     assert_eq!(gone.frame, PhyAddr::new(0x8000_5000));
     assert!((0..16)

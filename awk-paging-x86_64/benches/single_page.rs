@@ -61,15 +61,21 @@ fn awk() -> Row {
     let translate = per_page(t);
     let t = Instant::now();
     for i in 0..PAGES {
-        unsafe { pt.update_flags(VirtAddr::new(VA_BASE + i * 4096), Flags::RO) }
-            .unwrap()
-            .flush();
+        unsafe {
+            pt.update_flags(
+                VirtAddr::new(VA_BASE + i * 4096),
+                PageSize::Size4K,
+                Flags::RO,
+            )
+        }
+        .unwrap()
+        .flush();
     }
     let update = per_page(t);
     let t = Instant::now();
     for i in 0..PAGES {
         black_box(
-            unsafe { pt.unmap(VirtAddr::new(VA_BASE + i * 4096)) }
+            unsafe { pt.unmap(VirtAddr::new(VA_BASE + i * 4096), PageSize::Size4K) }
                 .unwrap()
                 .1,
         )

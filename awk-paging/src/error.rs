@@ -105,8 +105,10 @@ op_error! {
         NonCanonicalAddress => "virtual address not canonical",
         /// The virtual address is outside the range this table translates.
         AddressOutOfRange => "virtual address outside the translated range",
-        /// The address lies inside a larger page than the one requested; unmapping part of it
-        /// needs a split.
+        /// A smaller page than the one asked for is mapped at the address (the found size).
+        PageSizeMismatch(PageSize) => "a smaller page is mapped at the address",
+        /// The page asked for lies inside (or at the start of) a larger page, of this size;
+        /// unmapping part of it needs a split (`unmap_range`).
         InsideHugePage(PageSize) => "address lies inside a larger page",
         /// A table on the walk is unreachable or malformed, or the static API is not initialised.
         InvalidPageTable => "invalid page table",
@@ -130,7 +132,10 @@ op_error! {
         NonCanonicalAddress => "virtual address not canonical",
         /// The virtual address is outside the range this table translates.
         AddressOutOfRange => "virtual address outside the translated range",
-        /// The address lies inside a larger page than the one requested.
+        /// A smaller page than the one asked for is mapped at the address (the found size).
+        PageSizeMismatch(PageSize) => "a smaller page is mapped at the address",
+        /// The page asked for lies inside (or at the start of) a larger page, of this size;
+        /// changing part of it needs a split (`protect_range`).
         InsideHugePage(PageSize) => "address lies inside a larger page",
         /// The new flag combination is rejected.
         InvalidFlags(FlagsError) => "invalid flags",

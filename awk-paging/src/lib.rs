@@ -50,4 +50,4 @@ pub use mapper::{ActiveTable, GlobalTable, InitError, InstanceOf, Mapper};
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
 pub use table::{Mapping, PageTable, RangeOptions, Translation, Unmapped, UnmappedPage};
-pub use tlb::{Flush, Gather, NoTlb, Tlb, FULL_FLUSH_THRESHOLD, GATHER_TABLES};
+pub use tlb::{Flush, Gather, Invalidation, NoTlb, Tlb, FULL_FLUSH_THRESHOLD, GATHER_TABLES};

@@ -150,7 +150,7 @@ pub trait ActiveTable {
         Self::global()
             .with(|t| {
                 // SAFETY: forwarded.
-                let (gone, flush) = unsafe { t.unmap(vm_addr) }?;
+                let (gone, flush) = unsafe { t.unmap(vm_addr, PageSize::Size4K) }?;
                 flush.flush();
                 Ok(gone)
             })

@@ -213,7 +213,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
     );
     let protected = M::Mapper::with_table(|t| {
         // SAFETY: as above.
-        unsafe { t.update_flags(v, Flags::RO) }.map(|token| token.flush())
+        unsafe { t.update_flags(v, PageSize::Size2M, Flags::RO) }.map(|token| token.flush())
     });
     ensure_eq!(protected, Some(Ok(())), "update_flags to read-only");
     match probe::write(v.as_u64() + 8, 1) {
@@ -222,7 +222,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
     }
     let gone = M::Mapper::with_table(|t| {
         // SAFETY: as above.
-        unsafe { t.unmap(v) }.map(|(gone, token)| {
+        unsafe { t.unmap(v, PageSize::Size2M) }.map(|(gone, token)| {
             token.flush();
             (gone.frame, gone.size)
         })

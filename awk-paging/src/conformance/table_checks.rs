@@ -96,7 +96,7 @@ pub fn map_translate_unmap_round_trip<H: Harness>(h: &mut H) -> Result<(), Failu
     for (i, &off) in offsets.iter().enumerate() {
         let (v, p) = (va(h, off), pa(h, 0x10_0000 + i as u64 * 0x3000));
         // SAFETY: never activated.
-        match unsafe { pt.unmap(v) } {
+        match unsafe { pt.unmap(v, PageSize::Size4K) } {
             Ok((gone, flush)) => {
                 flush.flush();
                 ensure_eq!(
@@ -157,7 +157,7 @@ pub fn flags_readback_all_combinations<H: Harness>(h: &mut H) -> Result<(), Fail
             "map RO for update"
         );
         // SAFETY: never activated.
-        let got = unsafe { pt.update_flags(v, flags) }.map(|f| f.flush());
+        let got = unsafe { pt.update_flags(v, PageSize::Size4K, flags) }.map(|f| f.flush());
         let now = pt.translate(v).map(|t| (t.frame, t.attrs.flags));
         match expected_for(flags, false) {
             Ok(canon) => {
@@ -261,7 +261,7 @@ pub fn unmap_of_unmapped_is_rejected<H: Harness>(h: &mut H) -> Result<(), Failur
     let mut pt = h.fresh()?;
     // SAFETY (all blocks): never activated.
     ensure_eq!(
-        unsafe { pt.unmap(va(h, 0)) }.map(|r| r.0),
+        unsafe { pt.unmap(va(h, 0), PageSize::Size4K) }.map(|r| r.0),
         Err(UnmapError::NotMapped),
         "empty table"
     );
@@ -271,12 +271,12 @@ pub fn unmap_of_unmapped_is_rejected<H: Harness>(h: &mut H) -> Result<(), Failur
         "map"
     );
     ensure_eq!(
-        unsafe { pt.unmap(va(h, 0x1000)) }.map(|r| r.0),
+        unsafe { pt.unmap(va(h, 0x1000), PageSize::Size4K) }.map(|r| r.0),
         Err(UnmapError::NotMapped),
         "sibling"
     );
     ensure_eq!(
-        unsafe { pt.update_flags(va(h, 0x1000), Flags::RO) }.map(|f| f.ignore()),
+        unsafe { pt.update_flags(va(h, 0x1000), PageSize::Size4K, Flags::RO) }.map(|f| f.ignore()),
         Err(ProtectError::NotMapped),
         "update sibling"
     );
@@ -321,12 +321,12 @@ pub fn unaligned_addresses_are_rejected<H: Harness>(h: &mut H) -> Result<(), Fai
     );
     // SAFETY (both): never activated.
     ensure_eq!(
-        unsafe { pt.unmap(va(h, 0x8)) }.map(|r| r.0),
+        unsafe { pt.unmap(va(h, 0x8), PageSize::Size4K) }.map(|r| r.0),
         Err(UnmapError::AddressNotAligned),
         "unmap"
     );
     ensure_eq!(
-        unsafe { pt.update_flags(va(h, 0x8), Flags::RO) }.map(|f| f.ignore()),
+        unsafe { pt.update_flags(va(h, 0x8), PageSize::Size4K, Flags::RO) }.map(|f| f.ignore()),
         Err(ProtectError::AddressNotAligned),
         "update"
     );
@@ -357,11 +357,11 @@ pub fn bad_virtual_addresses_are_rejected<H: Harness>(h: &mut H) -> Result<(), F
             "translate {v:?}"
         );
         ensure_eq!(
-            unsafe { pt.unmap(v) }.map(|r| r.0),
+            unsafe { pt.unmap(v, PageSize::Size4K) }.map(|r| r.0),
             Err(UnmapError::from(why)),
             "unmap {v:?}"
         );
-        let u = unsafe { pt.update_flags(v, Flags::RO) }.map(|f| f.ignore());
+        let u = unsafe { pt.update_flags(v, PageSize::Size4K, Flags::RO) }.map(|f| f.ignore());
         ensure_eq!(u, Err(ProtectError::from(why)), "update {v:?}");
     }
     ensure_eq!(
@@ -498,7 +498,7 @@ pub fn update_flags_changes_attributes_only<H: Harness>(h: &mut H) -> Result<(),
         Flags::RW,
     ] {
         // SAFETY: never activated.
-        let got = unsafe { pt.update_flags(v, flags) }.map(|f| f.flush());
+        let got = unsafe { pt.update_flags(v, PageSize::Size4K, flags) }.map(|f| f.flush());
         ensure_eq!(got, Ok(()), "update to {flags:?}");
         ensure_eq!(
             pt.translate(v).map(|t| (t.frame, t.attrs.flags)),
@@ -511,7 +511,7 @@ pub fn update_flags_changes_attributes_only<H: Harness>(h: &mut H) -> Result<(),
         ..Flags::DEVICE
     };
     // SAFETY: never activated.
-    let got = unsafe { pt.update_flags(v, bad) }.map(|f| f.flush());
+    let got = unsafe { pt.update_flags(v, PageSize::Size4K, bad) }.map(|f| f.flush());
     ensure_eq!(
         got,
         Err(ProtectError::InvalidFlags(FlagsError::ExecutableDevice)),
@@ -552,7 +552,14 @@ pub fn huge_pages_map_and_translate<H: Harness>(h: &mut H) -> Result<(), Failure
             "translate inside {size}"
         );
         // SAFETY: never activated.
-        let gone = unsafe { pt.unmap(v) }.map(|(g, f)| {
+        // Asked as 4 KiB, the huge page is refused, not removed whole.
+        ensure_eq!(
+            unsafe { pt.unmap(v, PageSize::Size4K) }.map(|r| r.0),
+            Err(UnmapError::InsideHugePage(size)),
+            "unmap {size} asked as 4 KiB"
+        );
+        // SAFETY: never activated.
+        let gone = unsafe { pt.unmap(v, size) }.map(|(g, f)| {
             f.flush();
             (g.frame, g.size)
         });
@@ -584,12 +591,12 @@ pub fn huge_page_conflicts_are_rejected<H: Harness>(h: &mut H) -> Result<(), Fai
         "4K inside 2M"
     );
     ensure_eq!(
-        unsafe { pt.unmap(inside) }.map(|r| r.0),
+        unsafe { pt.unmap(inside, PageSize::Size4K) }.map(|r| r.0),
         Err(UnmapError::InsideHugePage(big)),
         "unmap inside 2M"
     );
     ensure_eq!(
-        unsafe { pt.update_flags(inside, Flags::RO) }.map(|f| f.ignore()),
+        unsafe { pt.update_flags(inside, PageSize::Size4K, Flags::RO) }.map(|f| f.ignore()),
         Err(ProtectError::InsideHugePage(big)),
         "update inside 2M"
     );
@@ -597,6 +604,23 @@ pub fn huge_page_conflicts_are_rejected<H: Harness>(h: &mut H) -> Result<(), Fai
         pt.translate(inside).map(|t| (t.size, t.attrs.flags)),
         Ok((big, Flags::RW)),
         "2M kept"
+    );
+    // A 2 MiB page asked for where 4 KiB pages are mapped: the smaller size, precisely.
+    let small = va(h, 0x80_0000);
+    ensure_eq!(
+        map4k::<H>(&mut pt, small, pa(h, 0), Flags::RW),
+        Ok(()),
+        "4K setup"
+    );
+    ensure_eq!(
+        unsafe { pt.unmap(small, big) }.map(|r| r.0),
+        Err(UnmapError::PageSizeMismatch(PageSize::Size4K)),
+        "unmap 2M over 4K"
+    );
+    ensure_eq!(
+        unsafe { pt.update_flags(small, big, Flags::RO) }.map(|f| f.ignore()),
+        Err(ProtectError::PageSizeMismatch(PageSize::Size4K)),
+        "update 2M over 4K"
     );
     // A 4 KiB page, then a 2 MiB page over its table.
     let small = va(h, 0x80_3000);

@@ -36,7 +36,7 @@ fn finish<H: Harness>(h: &mut H, pt: TableOf<H>) -> Result<(), Failure> {
 pub fn stale_translation_without_flush<H: Harness>(h: &mut H) -> Result<(), Failure> {
     let (mut pt, va, f1, f2) = setup(h)?;
     // SAFETY (both): never activated.
-    let r = unsafe { pt.unmap(va) };
+    let r = unsafe { pt.unmap(va, PageSize::Size4K) };
     ensure!(r.is_ok(), "unmap: {:?}", r.as_ref().err());
     if let Ok((_, token)) = r {
         token.ignore();
@@ -56,7 +56,7 @@ pub fn stale_translation_without_flush<H: Harness>(h: &mut H) -> Result<(), Fail
 pub fn fresh_translation_after_flush<H: Harness>(h: &mut H) -> Result<(), Failure> {
     let (mut pt, va, _f1, f2) = setup(h)?;
     // SAFETY (all): never activated.
-    let r = unsafe { pt.unmap(va) };
+    let r = unsafe { pt.unmap(va, PageSize::Size4K) };
     ensure!(r.is_ok(), "unmap: {:?}", r.as_ref().err());
     if let Ok((_, token)) = r {
         ensure_eq!(token.va(), Some(va), "token address");
@@ -81,7 +81,7 @@ pub fn fresh_translation_after_flush<H: Harness>(h: &mut H) -> Result<(), Failur
 pub fn stale_permissions_until_update_is_flushed<H: Harness>(h: &mut H) -> Result<(), Failure> {
     let (mut pt, va, f1, _f2) = setup(h)?;
     // SAFETY: never activated.
-    let token = match unsafe { pt.update_flags(va, Flags::RO) } {
+    let token = match unsafe { pt.update_flags(va, PageSize::Size4K, Flags::RO) } {
         Ok(t) => t,
         Err(e) => return Err(Failure::new(format_args!("update: {e}"))),
     };

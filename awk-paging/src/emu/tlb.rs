@@ -32,7 +32,7 @@ struct Cached {
 /// assert_eq!(tlb.access(va, |v| pt.translate(v).ok()), CpuAccess::Mapped(f1));
 ///
 /// // Remap without flushing the unmap: the CPU still sees the old frame.
-/// let (_, stale) = unsafe { pt.unmap(va) }.unwrap();
+/// let (_, stale) = unsafe { pt.unmap(va, PageSize::Size4K) }.unwrap();
 /// unsafe { pt.map(va, f2, PageSize::Size4K, Flags::RW) }.unwrap().flush();
 /// assert_eq!(tlb.access(va, |v| pt.translate(v).ok()), CpuAccess::Mapped(f1));
 /// stale.flush();

@@ -97,14 +97,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         match pending {
             None => self.tlb.flush_all(),
             Some(list) => {
-                for p in list {
-                    if p.walks {
-                        self.tlb.flush_page(p.va);
-                    } else {
-                        self.tlb.flush_leaf(p.va);
-                    }
-                }
-                if list.is_empty() && publish {
+                if !list.is_empty() {
+                    self.tlb.flush_pages(list);
+                } else if publish {
                     self.tlb.publish();
                 }
             }

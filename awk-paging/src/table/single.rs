@@ -145,9 +145,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         })
     }
 
-    /// Removes the mapping of the page starting at `va`, whatever its size, and returns what it
-    /// mapped, with the Accessed/Dirty state the entry held (read and cleared in one atomic
-    /// swap where the hardware writes entries). The data frame is not freed.
+    /// Removes the mapping of the page of `size` starting at `va` and returns what it mapped,
+    /// with the Accessed/Dirty state the entry held (read and cleared in one atomic swap where
+    /// the hardware writes entries). The data frame is not freed; emptied tables are not
+    /// reclaimed (the token owns no frames: use [`unmap_range`](Self::unmap_range) for both).
+    ///
+    /// Refuses to act on another size than asked: a 4 KiB page inside (or at the start of) a
+    /// larger page is `InsideHugePage(larger)` — [`unmap_range`](Self::unmap_range) splits it —
+    /// and a smaller page where a larger one was asked is `PageSizeMismatch(smaller)`.
     ///
     /// # Safety
     ///
@@ -161,13 +166,17 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
     /// let va = VirtAddr::new(0x7000);
     /// unsafe { pt.map(va, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }.unwrap().flush();
-    /// let (gone, flush) = unsafe { pt.unmap(va) }.unwrap();
+    /// let (gone, flush) = unsafe { pt.unmap(va, PageSize::Size4K) }.unwrap();
     /// flush.flush();
     /// assert_eq!(gone.frame, PhyAddr::new(0x9000));
-    /// assert_eq!(unsafe { pt.unmap(va) }.unwrap_err(), UnmapError::NotMapped);
+    /// assert_eq!(unsafe { pt.unmap(va, PageSize::Size4K) }.unwrap_err(), UnmapError::NotMapped);
     /// ```
-    pub unsafe fn unmap(&mut self, va: VirtAddr) -> Result<(Unmapped, Flush<T>), UnmapError> {
-        let (hit, frame, size) = self.leaf_at(va)?;
+    pub unsafe fn unmap(
+        &mut self,
+        va: VirtAddr,
+        size: PageSize,
+    ) -> Result<(Unmapped, Flush<T>), UnmapError> {
+        let (hit, frame) = self.leaf_at(va, size)?;
         // One entry of a hinted run is about to change: unhint the run first.
         let raw = self.unhint(hit.slot, hit.raw, hit.level, va);
         let old = if self.arch.hardware_updates_entries() {
@@ -190,8 +199,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         ))
     }
 
-    /// Replaces the attributes of the page starting at `va` (keeping its frame and the
-    /// hardware's Accessed/Dirty bits). Uses break-before-make when the architecture requires it
+    /// Replaces the attributes of the page of `size` starting at `va` (keeping its frame and
+    /// the hardware's Accessed/Dirty bits); refuses another size as [`unmap`](Self::unmap)
+    /// does ([`protect_range`](Self::protect_range) splits). Uses break-before-make when the architecture requires it
     /// (memory-type changes on AArch64); lifts upper-level restrictions as [`map`](Self::map)
     /// does.
     ///
@@ -209,17 +219,18 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
     /// let va = VirtAddr::new(0x7000);
     /// unsafe { pt.map(va, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }.unwrap().flush();
-    /// unsafe { pt.update_flags(va, Flags::RO) }.unwrap().flush();
+    /// unsafe { pt.update_flags(va, PageSize::Size4K, Flags::RO) }.unwrap().flush();
     /// assert_eq!(pt.translate(va).unwrap().attrs.flags, Flags::RO);
     /// ```
     pub unsafe fn update_flags(
         &mut self,
         va: VirtAddr,
+        size: PageSize,
         attrs: impl Into<Attrs>,
     ) -> Result<Flush<T>, ProtectError> {
         let attrs = attrs.into();
         attrs.validate(self.policy)?;
-        let (hit, frame, _size) = self.leaf_at(va)?;
+        let (hit, frame) = self.leaf_at(va, size)?;
         let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
         let hw = self.arch.hardware_updates_entries();
         let new = self.arch.leaf_entry(frame, hit.level, attrs);
@@ -248,11 +259,15 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         })
     }
 
-    /// The leaf mapping the page that starts at `va` (4 KiB-aligned, translated by this regime),
-    /// with its frame and size.
+    /// The leaf mapping the page of `size` that starts at `va` (translated by this regime),
+    /// with its frame.
     #[inline(always)]
-    pub(crate) fn leaf_at(&self, va: VirtAddr) -> Result<(Hit, PhyAddr, PageSize), LeafError> {
-        if !va.is_aligned(PageSize::Size4K) {
+    pub(crate) fn leaf_at(
+        &self,
+        va: VirtAddr,
+        size: PageSize,
+    ) -> Result<(Hit, PhyAddr), LeafError> {
+        if !va.is_aligned(size) {
             return Err(LeafError::NotAligned);
         }
         self.arch.check_va(va).map_err(LeafError::Addr)?;
@@ -263,11 +278,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let Entry::Leaf(frame) = hit.entry else {
             return Err(LeafError::NotMapped);
         };
-        let size = PageSize::from_level(hit.level).ok_or(LeafError::InvalidTable)?;
-        if !va.is_aligned(size) {
-            return Err(LeafError::InsideHugePage(size));
+        let found = PageSize::from_level(hit.level).ok_or(LeafError::InvalidTable)?;
+        if found > size {
+            return Err(LeafError::InsideHugePage(found));
         }
-        Ok((hit, frame, size))
+        if found < size {
+            return Err(LeafError::SizeMismatch(found));
+        }
+        Ok((hit, frame))
     }
 }
 
@@ -279,6 +297,7 @@ pub(crate) enum LeafError {
     Recursive,
     NotMapped,
     InsideHugePage(PageSize),
+    SizeMismatch(PageSize),
 }
 
 impl From<LeafError> for UnmapError {
@@ -291,6 +310,7 @@ impl From<LeafError> for UnmapError {
             LeafError::Recursive => UnmapError::RecursiveTable,
             LeafError::NotMapped => UnmapError::NotMapped,
             LeafError::InsideHugePage(s) => UnmapError::InsideHugePage(s),
+            LeafError::SizeMismatch(s) => UnmapError::PageSizeMismatch(s),
         }
     }
 }
@@ -305,6 +325,7 @@ impl From<LeafError> for ProtectError {
             LeafError::Recursive => ProtectError::RecursiveTable,
             LeafError::NotMapped => ProtectError::NotMapped,
             LeafError::InsideHugePage(s) => ProtectError::InsideHugePage(s),
+            LeafError::SizeMismatch(s) => ProtectError::PageSizeMismatch(s),
         }
     }
 }

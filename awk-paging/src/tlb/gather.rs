@@ -11,16 +11,24 @@ pub const FULL_FLUSH_THRESHOLD: usize = 32;
 /// Detached sub-tables a gather holds before the operation flushes and frees early.
 pub const GATHER_TABLES: usize = 16;
 
-/// One pending invalidation.
+/// One invalidation of a batch ([`Tlb::flush_pages`](crate::Tlb::flush_pages)).
+///
+/// ```
+/// use awk_paging::{Invalidation, PageSize, VirtAddr};
+/// let i = Invalidation { va: VirtAddr::new(0x20_0000), size: PageSize::Size2M, walks: false };
+/// assert!(!i.walks);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Pending {
+pub struct Invalidation {
     /// An address inside the page or block.
-    pub(crate) va: VirtAddr,
+    pub va: VirtAddr,
     /// Its size (a block is invalidated by one operation, not one per 4 KiB).
-    pub(crate) size: PageSize,
+    pub size: PageSize,
     /// Walk caches too (a table entry above it changed or was removed), not just the leaf.
-    pub(crate) walks: bool,
+    pub walks: bool,
 }
+
+type Pending = Invalidation;
 
 /// The TLB maintenance and table frees owed by range operations on one [`PageTable`].
 ///
@@ -159,7 +167,7 @@ impl Gather {
     }
 
     /// The pending invalidations, or `None` for a full flush; and whether a publish is owed.
-    pub(crate) fn pending(&self) -> (Option<&[Pending]>, bool) {
+    pub(crate) fn pending(&self) -> (Option<&[Invalidation]>, bool) {
         let list = (!self.flush_all).then(|| &self.pending[..self.len]);
         (list, self.publish)
     }

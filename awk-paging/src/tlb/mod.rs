@@ -18,7 +18,7 @@
 
 mod gather;
 
-pub use gather::{Gather, FULL_FLUSH_THRESHOLD, GATHER_TABLES};
+pub use gather::{Gather, Invalidation, FULL_FLUSH_THRESHOLD, GATHER_TABLES};
 
 use crate::VirtAddr;
 
@@ -58,6 +58,22 @@ pub trait Tlb {
     /// Invalidates every cached translation of this address space, walk caches included.
     fn flush_all(&self);
 
+    /// Invalidates a batch (at most [`FULL_FLUSH_THRESHOLD`] pages or blocks; a
+    /// [`Gather`] flushes everything instead above that): each as
+    /// [`flush_page`](Self::flush_page) or [`flush_leaf`](Self::flush_leaf) says. Default: one
+    /// call each. AArch64 overrides it to share the barriers (`dsb ishst`, the TLBIs, one
+    /// `dsb ish; isb`).
+    #[inline]
+    fn flush_pages(&self, pages: &[Invalidation]) {
+        for p in pages {
+            if p.walks {
+                self.flush_page(p.va);
+            } else {
+                self.flush_leaf(p.va);
+            }
+        }
+    }
+
     /// Makes prior table writes visible to the hardware walker before the new entries are used
     /// (AArch64: `dsb ishst; isb`). Default: nothing (x86 walks are coherent with ordinary
     /// stores).
@@ -90,6 +106,10 @@ impl<T: Tlb + ?Sized> Tlb for &T {
     #[inline]
     fn flush_all(&self) {
         (**self).flush_all()
+    }
+    #[inline]
+    fn flush_pages(&self, pages: &[Invalidation]) {
+        (**self).flush_pages(pages)
     }
     #[inline]
     fn publish(&self) {
