@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Mutex;
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use awk_paging::{
@@ -148,10 +148,13 @@ fn seed_api_errors_instead_of_deadlocks() {
 
     // Two threads at once: no false re-entry.
     within("two threads", 60, move || {
+        let start = Arc::new(Barrier::new(2));
         let workers: Vec<_> = (0..2u64)
             .map(|t| {
+                let start = Arc::clone(&start);
                 std::thread::spawn(move || {
-                    for i in 0..512u64 {
+                    start.wait(); // at once: the lock is contended
+                    for i in (0..512u64).cycle().take(8 * 512) {
                         let v = VirtAddr::new(0x2_0000_0000 + t * 0x4000_0000 + i * 0x1000);
                         let p = PhyAddr::new(0x8000_0000 + i * 0x1000);
                         assert_eq!(unsafe { AArch64::map(v, p, Flags::RW) }, Ok(()));

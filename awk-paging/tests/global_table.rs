@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -28,7 +29,14 @@ enum Ev {
 std::thread_local! {
     static MASKED: Cell<bool> = const { Cell::new(false) };
     static LOG: RefCell<Vec<Ev>> = const { RefCell::new(Vec::new()) };
+    /// This thread's state is also published in [`WAITER_RESTORES`] and [`WAITER_MASKED`].
+    static WAITER: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Restores by the thread marked [`WAITER`] (one test uses it).
+static WAITER_RESTORES: AtomicUsize = AtomicUsize::new(0);
+/// Whether the thread marked [`WAITER`] has interrupts masked.
+static WAITER_MASKED: AtomicBool = AtomicBool::new(false);
 
 /// Each thread is a CPU with its own interrupt flag.
 struct Fake;
@@ -36,11 +44,18 @@ struct Fake;
 impl IrqControl for Fake {
     type State = bool;
     fn disable() -> bool {
+        if WAITER.get() {
+            WAITER_MASKED.store(true, Ordering::SeqCst);
+        }
         let was = MASKED.replace(true);
         LOG.with_borrow_mut(|l| l.push(Ev::Disable(was)));
         was
     }
     fn restore(was: bool) {
+        if WAITER.get() {
+            WAITER_MASKED.store(was, Ordering::SeqCst);
+            WAITER_RESTORES.fetch_add(1, Ordering::SeqCst);
+        }
         MASKED.set(was);
         LOG.with_borrow_mut(|l| l.push(Ev::Restore(was)));
     }
@@ -204,10 +219,23 @@ fn busy_elsewhere_is_not_reentry() {
     assert_eq!(take_log(), [Ev::Disable(false), Ev::Restore(false)]);
     // with waits for the other CPU, with interrupts enabled while it waits, then gets it.
     let waiter = std::thread::spawn(|| {
+        WAITER.set(true);
         let r = T.with(|v| (*v, masked()));
         (r, take_log(), masked())
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Let go only after the waiter was refused once (its first restore comes from a refused
+    // attempt: a successful one restores only when its closure is done).
+    within("waiter refused once", || {
+        while WAITER_RESTORES.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+    });
+    // It is spinning now; with interrupts enabled, as its caller had them.
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        !WAITER_MASKED.load(Ordering::SeqCst),
+        "waiting for another CPU with interrupts masked"
+    );
     release.send(()).unwrap();
     holder.join().unwrap();
     let (r, log, after) = waiter.join().unwrap();
@@ -236,7 +264,14 @@ fn many_threads_share_the_lock() {
                     start.wait();
                     for _ in 0..EACH {
                         // Not a single false "re-entered" among contending threads.
-                        T.with(|v| *v += 1).expect("with from another thread");
+                        T.with(|v| {
+                            // Hold it a moment, so that the others really wait.
+                            for _ in 0..50 {
+                                std::hint::spin_loop();
+                            }
+                            *v += 1
+                        })
+                        .expect("with from another thread");
                     }
                     // Re-entry on this thread is still caught.
                     assert_eq!(T.with(|_| T.with(|_| ())), Ok(Err(AccessError::Reentered)));
