@@ -10,7 +10,7 @@
 //! - [`X86`]: the seed static [`Mapper`](awk_paging::Mapper) on the kernel's active table,
 //!   initialised once from the kernel's [`OffsetPageTable`](x86_64::structures::paging::OffsetPageTable);
 //!   its lock masks interrupts with [`X86Irq`] and refuses re-entry instead of deadlocking.
-//! - [`Invlpg`] (bare metal only): TLB maintenance with `invlpg` / CR4.PGE toggling.
+//! - `Invlpg` (bare metal only): TLB maintenance with `invlpg` / CR4.PGE toggling.
 //!
 //! The shared walker (not the `x86_64` crate's `Mapper`) edits the tables, because it gives
 //! transactional rollback on out-of-memory, precise per-operation errors and no double walks;

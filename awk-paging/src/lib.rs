@@ -17,7 +17,7 @@
 //! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]);
 //!   [`irq`]: the interrupt masking and CPU identity its lock uses against re-entry deadlocks.
 //! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
-//! - [`conformance`] (feature `conformance`): the checks every backend runs against itself, on
+//! - `conformance` (feature `conformance`): the checks every backend runs against itself, on
 //!   the host and on QEMU.
 #![no_std]
 #![warn(missing_docs)]
