@@ -22,9 +22,8 @@ use crate::{
 /// The seed mapping API, as kernels already call it: static functions on the active table.
 ///
 /// Each call takes the table's lock with interrupts masked; the [rules for the hooks it
-/// calls](crate::ActiveTable#hooks) say what they must not do. The
-/// checked forms [`ActiveTable::try_vm_to_phy`] and [`ActiveTable::try_unmap`] tell every
-/// failure apart.
+/// calls](crate::ActiveTable#hooks) say what they must not do. The checked forms
+/// [`ActiveTable::try_vm_to_phy`] and [`ActiveTable::try_unmap`] tell every failure apart.
 ///
 /// ```ignore
 /// // In a kernel, after `X86::init(...)`:
@@ -319,7 +318,9 @@ pub type InstanceOf<B> = PageTable<
 ///   `unmap` does nothing) — it does not deadlock, and nothing changes;
 /// - must not sleep, yield to a scheduler or wait for an interrupt on this CPU;
 /// - may wait for other CPUs (e.g. TLB shootdown acknowledgements): CPUs waiting for the lock
-///   keep their interrupts as their callers had them;
+///   keep their interrupts as their callers had them, so they take the IPI — unless a caller
+///   itself masked interrupts before calling the seed API, which a kernel whose TLB hook waits
+///   for IPIs must therefore not do;
 /// - should be short.
 ///
 /// On return (or when unwinding from a panic) the lock is freed and the CPU's interrupt state
