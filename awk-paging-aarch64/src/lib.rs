@@ -9,7 +9,8 @@
 //! - [`A64`]: the translation regime (39- or 48-bit VA, TTBR0 or TTBR1 half, output size).
 //! - [`mmu`]: TCR_EL1 computation and, on the target, MMU enablement.
 //! - `TlbEl1` (on aarch64 only): `tlbi` maintenance with the barriers Arm requires.
-//! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table.
+//! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table, whose
+//!   lock masks interrupts with [`AArch64Irq`] and refuses re-entry instead of deadlocking.
 #![no_std]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -22,7 +23,7 @@ pub mod mmu;
 mod tlb;
 
 pub use arch::{Half, VaSize, A64};
-pub use mapper::{AArch64, KernelTable};
+pub use mapper::{AArch64, AArch64Irq, KernelTable};
 #[cfg(target_arch = "aarch64")]
 pub use tlb::TlbEl1;
 

@@ -1,6 +1,7 @@
 //! The seed static API on AArch64: [`AArch64`], backed by one lock-guarded global
-//! [`KernelTable`].
+//! [`KernelTable`] whose lock masks interrupts with [`AArch64Irq`].
 
+use awk_paging::irq::IrqControl;
 use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, InitError, OffsetPhysMem, Tlb};
 
 use crate::{AArch64PageTable, A64};
@@ -19,10 +20,122 @@ pub type KernelTable = AArch64PageTable<
     &'static (dyn Tlb + Sync),
 >;
 
-static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
+static GLOBAL: GlobalTable<KernelTable, AArch64Irq> = GlobalTable::new();
+
+/// Interrupt masking and CPU identity for [`AArch64`]'s lock (see [`awk_paging::irq`]).
+///
+/// On bare metal (`target_os = "none"`):
+///
+/// - [`disable`](IrqControl::disable): `MRS Xt, DAIF; MSR DAIFSet, #3` — saves the PSTATE.{D,A,I,F}
+///   mask bits, then masks IRQ and FIQ (DAIFSet immediate bit 1 = I, bit 0 = F; Arm ARM, "DAIF,
+///   Interrupt Mask Bits" and "MSR (immediate)"). FIQ is masked too because some systems deliver
+///   ordinary interrupts as FIQs. SError and debug exceptions, and synchronous aborts, are not
+///   masked; the lock's re-entry check covers handlers of those.
+/// - [`restore`](IrqControl::restore): `MSR DAIF, Xt` with the saved value: a CPU that had
+///   interrupts masked keeps them masked.
+/// - [`cpu_id`](IrqControl::cpu_id): the affinity fields of `MPIDR_EL1` (`Aff0` bits 7:0,
+///   `Aff1` bits 15:8, `Aff2` bits 23:16, `Aff3` bits 39:32) packed into 32 bits as
+///   `Aff3:Aff2:Aff1:Aff0`: unique per PE in the system (Arm ARM, "MPIDR_EL1, Multiprocessor
+///   Affinity Register").
+///
+/// On other targets (the host) it is [`awk_paging::irq::HostIrq`]: nothing to mask, one id per
+/// thread.
+///
+/// ```
+/// use awk_paging::irq::IrqControl;
+/// use awk_paging_aarch64::AArch64Irq;
+/// let saved = AArch64Irq::disable();
+/// let cpu = AArch64Irq::cpu_id(); // stable while interrupts are masked
+/// assert_eq!(AArch64Irq::cpu_id(), cpu);
+/// AArch64Irq::restore(saved);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AArch64Irq;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod hw {
+    use core::arch::asm;
+
+    /// `MRS DAIF; MSR DAIFSet, #3`: the mask bits before, and IRQ and FIQ masked.
+    #[inline]
+    pub(super) fn disable() -> u64 {
+        let daif: u64;
+        // SAFETY: reads DAIF and masks IRQ and FIQ on this PE; no memory of ours is touched (the
+        // asm is still a compiler barrier: accesses do not move out of the masked section).
+        unsafe {
+            asm!(
+                "mrs {}, daif",
+                "msr daifset, #3",
+                out(reg) daif,
+                options(nostack, preserves_flags)
+            )
+        };
+        daif
+    }
+
+    /// `MSR DAIF`: the mask bits as they were.
+    #[inline]
+    pub(super) fn restore(daif: u64) {
+        // SAFETY: writes back the DAIF value the matching `disable` read on this PE.
+        unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack, preserves_flags)) };
+    }
+
+    /// `MPIDR_EL1` affinity, packed `Aff3:Aff2:Aff1:Aff0`.
+    #[inline]
+    pub(super) fn cpu_id() -> usize {
+        let mpidr: u64;
+        // SAFETY: reads an identification register, accessible at EL1 and above.
+        unsafe {
+            asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack, preserves_flags))
+        };
+        ((mpidr & 0x00ff_ffff) | ((mpidr >> 8) & 0xff00_0000)) as usize
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+impl IrqControl for AArch64Irq {
+    /// The DAIF register as it was.
+    type State = u64;
+
+    #[inline]
+    fn disable() -> u64 {
+        hw::disable()
+    }
+
+    #[inline]
+    fn restore(daif: u64) {
+        hw::restore(daif)
+    }
+
+    #[inline]
+    fn cpu_id() -> usize {
+        hw::cpu_id()
+    }
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+impl IrqControl for AArch64Irq {
+    /// Nothing to restore on the host.
+    type State = ();
+
+    #[inline]
+    fn disable() {}
+
+    #[inline]
+    fn restore(_state: ()) {}
+
+    #[inline]
+    fn cpu_id() -> usize {
+        awk_paging::irq::HostIrq::cpu_id()
+    }
+}
 
 /// The seed [`Mapper`](awk_paging::Mapper) on the active AArch64 table, installed once with
 /// [`ActiveTable::install`] and lent out with [`ActiveTable::with_table`].
+///
+/// Its lock masks interrupts with [`AArch64Irq`] while held and reports re-entry on the same PE
+/// (from the frame allocator, the TLB hook or an exception handler) as an error instead of
+/// deadlocking; the rules for hooks are in [`ActiveTable`]'s documentation.
 ///
 /// ```no_run
 /// use awk_paging::{ActiveTable, Flags, Mapper, PageTable, PhyAddr, VirtAddr, OffsetPhysMem};
@@ -33,6 +146,11 @@ static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
 /// AArch64::install(table).expect("first init");
 /// unsafe { AArch64::map(VirtAddr::new(0x1_0000_0000), PhyAddr::new(0x4000_0000), Flags::RW) }?;
 /// assert_eq!(AArch64::vm_to_phy(VirtAddr::new(0x1_0000_0000)), Some(PhyAddr::new(0x4000_0000)));
+/// // From inside an operation on the same table: an error, not a deadlock.
+/// assert_eq!(
+///     AArch64::with_table(|_| unsafe { AArch64::map(VirtAddr::new(0x2000), PhyAddr::new(0), Flags::RO) }),
+///     Ok(Err(awk_paging::MapError::Reentered))
+/// );
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -62,8 +180,9 @@ impl ActiveTable for AArch64 {
     type Mem = OffsetPhysMem;
     type Frames = &'static mut (dyn FrameAllocator + Send);
     type Tlb = &'static (dyn Tlb + Sync);
+    type Irq = AArch64Irq;
 
-    fn global() -> &'static GlobalTable<KernelTable> {
+    fn global() -> &'static GlobalTable<KernelTable, AArch64Irq> {
         &GLOBAL
     }
 }

@@ -8,8 +8,9 @@
 //!   sizes the CPU has). Memory types go through PWT/PCD and the power-on PAT.
 //! - [`X86PageTable`]: the instance API for one address space.
 //! - [`X86`]: the seed static [`Mapper`](awk_paging::Mapper) on the kernel's active table,
-//!   initialised once from the kernel's [`OffsetPageTable`](x86_64::structures::paging::OffsetPageTable).
-//! - [`Invlpg`] (bare metal only): TLB maintenance with `invlpg` / CR4.PGE toggling.
+//!   initialised once from the kernel's [`OffsetPageTable`](x86_64::structures::paging::OffsetPageTable);
+//!   its lock masks interrupts with [`X86Irq`] and refuses re-entry instead of deadlocking.
+//! - `Invlpg` (bare metal only): TLB maintenance with `invlpg` / CR4.PGE toggling.
 //!
 //! The shared walker (not the `x86_64` crate's `Mapper`) edits the tables, because it gives
 //! transactional rollback on out-of-memory, precise per-operation errors and no double walks;
@@ -33,7 +34,7 @@ mod mapper;
 mod tlb;
 
 pub use arch::X86_64;
-pub use mapper::{KernelTable, X86};
+pub use mapper::{KernelTable, X86Irq, X86};
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use tlb::Invlpg;
 

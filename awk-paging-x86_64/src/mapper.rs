@@ -1,5 +1,7 @@
-//! The seed static API on x86_64: [`X86`], backed by one lock-guarded global [`KernelTable`].
+//! The seed static API on x86_64: [`X86`], backed by one lock-guarded global [`KernelTable`]
+//! whose lock masks interrupts with [`X86Irq`].
 
+use awk_paging::irq::IrqControl;
 use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, InitError, OffsetPhysMem, Tlb};
 use x86_64::structures::paging::OffsetPageTable;
 
@@ -13,12 +15,143 @@ pub type KernelTable = X86PageTable<
     &'static (dyn Tlb + Sync),
 >;
 
-static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
+static GLOBAL: GlobalTable<KernelTable, X86Irq> = GlobalTable::new();
+
+/// Interrupt masking and CPU identity for [`X86`]'s lock (see [`awk_paging::irq`]).
+///
+/// On bare metal (`target_os = "none"`):
+///
+/// - [`disable`](IrqControl::disable): `PUSHFQ; POP reg; CLI` — reads RFLAGS, then clears
+///   RFLAGS.IF (bit 9, the interrupt-enable flag; Intel SDM Vol. 1 §3.4.3.3, Vol. 2 CLI). The
+///   state is whether IF was set. NMIs and exceptions are not masked; the lock's re-entry check
+///   covers them.
+/// - [`restore`](IrqControl::restore): `STI` only if IF was set before (Vol. 2 STI; interrupts
+///   are taken from the instruction after it on); a CPU that had interrupts masked keeps them
+///   masked, and no other RFLAGS bit is touched.
+/// - [`cpu_id`](IrqControl::cpu_id): the local APIC ID from `CPUID`: the x2APIC ID of leaf 0BH
+///   (EDX) where the CPU enumerates that leaf (max leaf ≥ 0BH and leaf 0BH EBX ≠ 0), else the
+///   8-bit initial APIC ID of leaf 01H (`EBX[31:24]`) (Vol. 2 CPUID). Which leaf is decided once.
+///   `CPUID` is serialising and, under a hypervisor, a VM exit: a kernel with a cheaper per-CPU
+///   id (GS-relative data, `RDPID`) can write its own [`IrqControl`] for its own
+///   [`ActiveTable`] backend.
+///
+/// On the host it is [`awk_paging::irq::HostIrq`]: nothing to mask, one id per thread.
+///
+/// ```
+/// use awk_paging::irq::IrqControl;
+/// use awk_paging_x86_64::X86Irq;
+/// let saved = X86Irq::disable();
+/// let cpu = X86Irq::cpu_id(); // stable while interrupts are masked
+/// assert_eq!(X86Irq::cpu_id(), cpu);
+/// X86Irq::restore(saved);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct X86Irq;
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod hw {
+    use core::arch::asm;
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// RFLAGS.IF.
+    const IF: u64 = 1 << 9;
+
+    /// Which CPUID leaf holds the APIC ID: not decided yet, leaf 0BH, leaf 01H.
+    const UNKNOWN: u8 = 0;
+    const LEAF_0B: u8 = 1;
+    const LEAF_01: u8 = 2;
+    static APIC_ID_LEAF: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    /// `PUSHFQ; POP; CLI`: whether IF was set, and IF cleared.
+    #[inline]
+    pub(super) fn disable() -> bool {
+        let rflags: u64;
+        // SAFETY: reads RFLAGS through the stack and clears IF; no memory of ours is touched
+        // (the asm is still a compiler barrier: accesses do not move out of the masked section).
+        // The status flags are untouched (CLI only changes IF).
+        unsafe { asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(preserves_flags)) };
+        rflags & IF != 0
+    }
+
+    /// `STI` if IF was set.
+    #[inline]
+    pub(super) fn restore(if_was_set: bool) {
+        if if_was_set {
+            // SAFETY: sets IF as it was before the matching `disable`.
+            unsafe { asm!("sti", options(nostack, preserves_flags)) };
+        }
+    }
+
+    /// The local APIC ID (x2APIC ID where leaf 0BH is enumerated).
+    #[inline]
+    pub(super) fn cpu_id() -> usize {
+        use core::arch::x86_64::{__cpuid, __cpuid_count};
+        let leaf = match APIC_ID_LEAF.load(Ordering::Relaxed) {
+            UNKNOWN => {
+                let leaf = if __cpuid(0).eax >= 0xb && __cpuid_count(0xb, 0).ebx != 0 {
+                    LEAF_0B
+                } else {
+                    LEAF_01
+                };
+                APIC_ID_LEAF.store(leaf, Ordering::Relaxed);
+                leaf
+            }
+            known => known,
+        };
+        if leaf == LEAF_0B {
+            __cpuid_count(0xb, 0).edx as usize
+        } else {
+            (__cpuid(1).ebx >> 24) as usize
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+impl IrqControl for X86Irq {
+    /// Whether RFLAGS.IF was set.
+    type State = bool;
+
+    #[inline]
+    fn disable() -> bool {
+        hw::disable()
+    }
+
+    #[inline]
+    fn restore(if_was_set: bool) {
+        hw::restore(if_was_set)
+    }
+
+    #[inline]
+    fn cpu_id() -> usize {
+        hw::cpu_id()
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
+impl IrqControl for X86Irq {
+    /// Nothing to restore on the host.
+    type State = ();
+
+    #[inline]
+    fn disable() {}
+
+    #[inline]
+    fn restore(_state: ()) {}
+
+    #[inline]
+    fn cpu_id() -> usize {
+        awk_paging::irq::HostIrq::cpu_id()
+    }
+}
 
 /// The seed [`Mapper`](awk_paging::Mapper) on the active x86_64 table.
 ///
+/// Its lock masks interrupts with [`X86Irq`] while held and reports re-entry on the same CPU
+/// (from the frame allocator, the TLB hook or an exception handler) as an error instead of
+/// deadlocking; the rules for hooks are in [`ActiveTable`]'s documentation.
+///
 /// ```no_run
-/// use awk_paging::{Flags, Mapper, PhyAddr, VirtAddr};
+/// use awk_paging::{ActiveTable, Flags, Mapper, PhyAddr, VirtAddr};
 /// use awk_paging_x86_64::{X86, X86_64};
 /// # fn kernel(opt: x86_64::structures::paging::OffsetPageTable<'static>,
 /// #           frames: &'static mut (dyn awk_paging::FrameAllocator + Send),
@@ -28,6 +161,11 @@ static GLOBAL: GlobalTable<KernelTable> = GlobalTable::new();
 /// let (va, pa) = (VirtAddr::new(0xffff_9000_0000_0000), PhyAddr::new(0x20_0000));
 /// unsafe { X86::map(va, pa, Flags::RW) }?;
 /// assert_eq!(X86::vm_to_phy(va), Some(pa));
+/// // From inside an operation on the same table: an error, not a deadlock.
+/// assert_eq!(
+///     X86::with_table(|_| X86::try_vm_to_phy(va)),
+///     Ok(Err(awk_paging::TranslateError::Reentered))
+/// );
 /// unsafe { X86::unmap(va) };
 /// # Ok(()) }
 /// ```
@@ -60,8 +198,9 @@ impl ActiveTable for X86 {
     type Mem = OffsetPhysMem;
     type Frames = &'static mut (dyn FrameAllocator + Send);
     type Tlb = &'static (dyn Tlb + Sync);
+    type Irq = X86Irq;
 
-    fn global() -> &'static GlobalTable<KernelTable> {
+    fn global() -> &'static GlobalTable<KernelTable, X86Irq> {
         &GLOBAL
     }
 }

@@ -1,38 +1,20 @@
 //! The seed static API (`X86` as `Mapper`) on the host: one global instance, initialised once from
 //! an `OffsetPageTable` over emulated memory, with a TLB hook that records what it is asked.
 //!
-//! One test function: the global is process-wide, and the order (before init, init, use, second
-//! init) is the point.
+//! One test function: the global is process-wide, and the order (before init, init, use,
+//! re-entry, second init) is the point. Calls that a regression could deadlock run under a
+//! timeout ([`common::within`]).
+
+mod common;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use awk_paging::{
-    ActiveTable, Flags, FlagsError, FrameAllocator, InitError, MapError, Mapper, PageSize, PhyAddr,
-    Tlb, UnmapError, VirtAddr, PAGESIZE,
+    AccessError, ActiveTable, Flags, FlagsError, FrameAllocator, InitError, MapError, Mapper,
+    PageSize, PhyAddr, Tlb, TranslateError, UnmapError, VirtAddr,
 };
 use awk_paging_x86_64::{X86, X86_64};
-use x86_64::structures::paging::{OffsetPageTable, PageTable};
-
-/// Host "physical memory": a leaked, page-aligned buffer with a free list (Send, unlike the
-/// emulator arena, because the static API needs a `Send` allocator).
-struct HostFrames {
-    base: u64,
-    free: Mutex<Vec<u64>>,
-    live: AtomicUsize,
-}
-
-unsafe impl FrameAllocator for &'static HostFrames {
-    fn allocate_frame(&mut self) -> Option<PhyAddr> {
-        let f = self.free.lock().unwrap().pop()?;
-        self.live.fetch_add(1, Ordering::SeqCst);
-        Some(PhyAddr::new(f))
-    }
-    unsafe fn deallocate_frame(&mut self, frame: PhyAddr) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
-        self.free.lock().unwrap().push(frame.as_u64());
-    }
-}
+use common::{within, HostFrames};
 
 /// Records the last page flushed and counts publishes.
 #[derive(Default)]
@@ -58,58 +40,44 @@ fn seed_api_lifecycle() {
     let va = VirtAddr::new(0xffff_9000_0000_0000);
     let pa = PhyAddr::new(0x20_0000);
 
-    // Before init: nothing translates, map reports the missing table, unmap is a no-op.
+    // Before init: every call says so, precisely — not "invalid page table".
     assert_eq!(X86::vm_to_phy(va), None);
+    assert_eq!(X86::try_vm_to_phy(va), Err(TranslateError::NotInitialized));
     assert_eq!(
         unsafe { X86::map(va, pa, Flags::RW) },
-        Err(MapError::InvalidPageTable)
+        Err(MapError::NotInitialized)
     );
     unsafe { X86::unmap(va) };
     assert_eq!(
         unsafe { X86::try_unmap(va) },
-        Err(UnmapError::InvalidPageTable)
+        Err(UnmapError::NotInitialized)
     );
+    assert_eq!(
+        X86::with_table(|t| t.root()),
+        Err(AccessError::NotInitialized)
+    );
+    assert!(!X86::global().is_initialized());
 
-    // Physical memory: 64 frames; physical address = host address - offset, base at 1 MiB.
-    let frames = 64;
-    let buf: &'static mut [u8] = Box::leak(vec![0u8; (frames + 1) * PAGESIZE].into_boxed_slice());
-    let host = (buf.as_mut_ptr() as u64 + PAGESIZE as u64 - 1) & !(PAGESIZE as u64 - 1);
-    let base = 0x10_0000u64;
-    let offset = host - base;
-    let pool: &'static HostFrames = Box::leak(Box::new(HostFrames {
-        base,
-        free: Mutex::new(
-            (1..frames as u64)
-                .map(|i| base + i * PAGESIZE as u64)
-                .collect(),
-        ),
-        live: AtomicUsize::new(0),
-    }));
+    // Physical memory: 64 frames; the root is frame 0, built by the `x86_64` crate as a
+    // bootloader would.
+    let pool = HostFrames::leak(64);
     let tlb: &'static RecordingTlb = Box::leak(Box::default());
-    // The root is frame 0, built by the `x86_64` crate as a bootloader would.
-    let l4 = (pool.base + offset) as *mut PageTable;
-    let opt = unsafe {
-        l4.write(PageTable::new());
-        OffsetPageTable::new(&mut *l4, x86_64::VirtAddr::new(offset))
-    };
     let frames_ref: &'static mut (dyn FrameAllocator + Send) = Box::leak(Box::new(pool));
     assert_eq!(
-        unsafe { X86::init(opt, X86_64::new(), frames_ref, tlb) },
+        unsafe { X86::init(pool.boot_table(), X86_64::new(), frames_ref, tlb) },
         Ok(())
     );
+    assert!(X86::global().is_initialized());
 
     // Map, translate (with offset), flags through the instance, unmap.
     assert_eq!(unsafe { X86::map(va, pa, Flags::RW) }, Ok(()));
     assert_eq!(tlb.publishes.load(Ordering::SeqCst), 1, "map publishes");
-    assert_eq!(
-        pool.live.load(Ordering::SeqCst),
-        3,
-        "PDPT, PD and PT created"
-    );
+    assert_eq!(pool.live(), 3, "PDPT, PD and PT created");
     assert_eq!(
         X86::vm_to_phy(VirtAddr::new(va.as_u64() + 0x7ff)),
         Some(PhyAddr::new(0x20_07ff))
     );
+    assert_eq!(X86::try_vm_to_phy(va), Ok(pa));
     assert_eq!(
         unsafe { X86::map(va, pa, Flags::RW) },
         Err(MapError::AlreadyMapped)
@@ -128,10 +96,49 @@ fn seed_api_lifecycle() {
         Err(MapError::AddressNotAligned)
     );
     let size = X86::with_table(|t| t.translate(va).map(|t| t.size));
-    assert_eq!(size, Some(Ok(PageSize::Size4K)));
+    assert_eq!(size, Ok(Ok(PageSize::Size4K)));
+
+    // Re-entry: the seed API called while this thread ("CPU") holds the lock — as an interrupt
+    // or page-fault handler, or a hook, would — returns an error instead of spinning forever.
+    let inner = within("X86::vm_to_phy inside X86::with_table", move || {
+        X86::with_table(|_| {
+            (
+                X86::vm_to_phy(va),
+                X86::try_vm_to_phy(va),
+                unsafe { X86::map(other, pa, Flags::RW) },
+                unsafe { X86::try_unmap(va) },
+                X86::with_table(|_| ()),
+                X86::global().try_with(|_| ()),
+                X86::global().is_initialized(),
+            )
+        })
+    });
+    assert_eq!(
+        inner,
+        Ok((
+            None,
+            Err(TranslateError::Reentered),
+            Err(MapError::Reentered),
+            Err(UnmapError::Reentered),
+            Err(AccessError::Reentered),
+            Err(awk_paging::TryAccessError::Reentered),
+            true,
+        ))
+    );
+    // ... and changed nothing; the lock is free again.
+    assert_eq!(X86::try_vm_to_phy(va), Ok(pa));
+    assert_eq!(X86::try_vm_to_phy(other), Err(TranslateError::NotMapped));
+    assert_eq!(pool.live(), 3, "no frame taken by the refused map");
+    // A refused install from inside is refused as a second install, not a deadlock.
+    let again = within("X86::install inside X86::with_table", move || {
+        let frames: &'static mut (dyn FrameAllocator + Send) = Box::leak(Box::new(pool));
+        X86::with_table(|_| unsafe { X86::init(pool.same_table(), X86_64::new(), frames, tlb) })
+    });
+    assert_eq!(again, Ok(Err(InitError::AlreadyInitialized)));
 
     unsafe { X86::unmap(va) };
     assert_eq!(X86::vm_to_phy(va), None);
+    assert_eq!(X86::try_vm_to_phy(va), Err(TranslateError::NotMapped));
     assert_eq!(
         tlb.last_page.load(Ordering::SeqCst),
         va.as_u64(),
@@ -144,10 +151,9 @@ fn seed_api_lifecycle() {
     assert_eq!(unsafe { X86::try_unmap(va) }, Err(UnmapError::NotMapped));
 
     // Initialised once only.
-    let opt2 = unsafe { OffsetPageTable::new(&mut *l4, x86_64::VirtAddr::new(offset)) };
     let frames2: &'static mut (dyn FrameAllocator + Send) = Box::leak(Box::new(pool));
     assert_eq!(
-        unsafe { X86::init(opt2, X86_64::new(), frames2, tlb) },
+        unsafe { X86::init(pool.same_table(), X86_64::new(), frames2, tlb) },
         Err(InitError::AlreadyInitialized)
     );
     assert_eq!(X86::vm_to_phy(va), None, "the first table stays");

@@ -68,7 +68,12 @@ op_error! {
         OutOfMemory => "out of memory for page tables",
         /// The virtual page (or part of a larger page) is already mapped.
         AlreadyMapped => "virtual address already mapped",
-        /// A table on the walk is unreachable or malformed, or the static API is not initialised.
+        /// The static API has no table installed yet.
+        NotInitialized => "static page-table API not initialised",
+        /// The static API was called while this CPU holds its lock (from the frame allocator, the
+        /// TLB hook or an exception handler); waiting would deadlock.
+        Reentered => "page-table lock re-entered on the CPU holding it",
+        /// A table on the walk is unreachable or malformed.
         InvalidPageTable => "invalid page table",
         /// The virtual or physical address is not aligned to the page size.
         AddressNotAligned => "address not aligned to the page size",
@@ -110,7 +115,12 @@ op_error! {
         /// The page asked for lies inside (or at the start of) a larger page, of this size;
         /// unmapping part of it needs a split (`unmap_range`).
         InsideHugePage(PageSize) => "address lies inside a larger page",
-        /// A table on the walk is unreachable or malformed, or the static API is not initialised.
+        /// The static API has no table installed yet.
+        NotInitialized => "static page-table API not initialised",
+        /// The static API was called while this CPU holds its lock (from the frame allocator, the
+        /// TLB hook or an exception handler); waiting would deadlock.
+        Reentered => "page-table lock re-entered on the CPU holding it",
+        /// A table on the walk is unreachable or malformed.
         InvalidPageTable => "invalid page table",
         /// A huge page straddling the range must be split and the frame allocator ran out.
         OutOfMemory => "out of memory for page tables",
@@ -159,6 +169,11 @@ op_error! {
         NonCanonicalAddress => "virtual address not canonical",
         /// The virtual address is outside the range this table translates.
         AddressOutOfRange => "virtual address outside the translated range",
+        /// The static API has no table installed yet.
+        NotInitialized => "static page-table API not initialised",
+        /// The static API was called while this CPU holds its lock (from the frame allocator, the
+        /// TLB hook or an exception handler); waiting would deadlock.
+        Reentered => "page-table lock re-entered on the CPU holding it",
         /// A table on the walk is unreachable or malformed.
         InvalidPageTable => "invalid page table",
     }

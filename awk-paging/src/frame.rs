@@ -7,6 +7,11 @@ use crate::PhyAddr;
 /// The page table zeroes every frame it allocates before use, through its
 /// [`PhysMem`](crate::PhysMem) accessor, so frames need not be zeroed.
 ///
+/// The table behind the seed static API calls its allocator while holding that API's lock, with
+/// interrupts masked on the CPU: such an allocator must not call back into the same seed API (the
+/// call fails at once with a `Reentered` error instead of deadlocking), sleep, or wait for an
+/// interrupt on this CPU — see [`ActiveTable`](crate::ActiveTable#hooks).
+///
 /// # Safety
 ///
 /// `allocate_frame` must return 4 KiB-aligned frames that nothing else uses until they are given

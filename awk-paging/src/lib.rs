@@ -14,9 +14,10 @@
 //! - [`arch::Arch`]: what an architecture plugs in.
 //! - [`PageTable`]: the instance API — one object per address space, shared walker.
 //! - [`dump`]: a ptdump-style listing of an address space's mappings.
-//! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]).
+//! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]);
+//!   [`irq`]: the interrupt masking and CPU identity its lock uses against re-entry deadlocks.
 //! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
-//! - [`conformance`] (feature `conformance`): the checks every backend runs against itself, on
+//! - `conformance` (feature `conformance`): the checks every backend runs against itself, on
 //!   the host and on QEMU.
 #![no_std]
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod dump;
 mod error;
 mod flags;
 mod frame;
+pub mod irq;
 mod mapper;
 mod phys;
 mod size;
@@ -46,7 +48,9 @@ pub use addr::{PhyAddr, VirtAddr};
 pub use error::{AddrError, MapError, ProtectError, RangeError, TranslateError, UnmapError};
 pub use flags::{Attrs, Flags, FlagsError, MemoryType, Policy};
 pub use frame::{CountingFrames, FrameAllocator};
-pub use mapper::{ActiveTable, GlobalTable, InitError, InstanceOf, Mapper};
+pub use mapper::{
+    AccessError, ActiveTable, GlobalTable, InitError, InstanceOf, Mapper, TryAccessError,
+};
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
 pub use table::{Mapping, PageTable, RangeOptions, Translation, Unmapped, UnmappedPage};

@@ -2,7 +2,10 @@
 //! walks. A kernel describes its machine with [`Machine`]; each test is generic over it and is
 //! listed by the kernel as `live::some_test::<TheMachine>`.
 
-use awk_paging::{ActiveTable, Flags, Mapper, PageSize, PhyAddr, VirtAddr};
+use awk_paging::{
+    AccessError, ActiveTable, Flags, MapError, Mapper, PageSize, PhyAddr, TranslateError,
+    UnmapError, VirtAddr,
+};
 
 use crate::frames::data_frame;
 use crate::harness::Failure;
@@ -196,7 +199,7 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
         // SAFETY: a fresh window address over a spare RAM region.
         unsafe { t.map(v, pa, PageSize::Size2M, Flags::RW) }.map(|token| token.flush())
     });
-    ensure_eq!(mapped, Some(Ok(())), "map 2 MiB");
+    ensure_eq!(mapped, Ok(Ok(())), "map 2 MiB");
     ensure_eq!(
         probe::read(v.as_u64() + off),
         Ok(0x600d_f00d),
@@ -208,14 +211,14 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
     });
     ensure_eq!(
         t,
-        Some(Ok((PhyAddr::new(pa.as_u64() + off), PageSize::Size2M))),
+        Ok(Ok((PhyAddr::new(pa.as_u64() + off), PageSize::Size2M))),
         "translate"
     );
     let protected = M::Mapper::with_table(|t| {
         // SAFETY: as above.
         unsafe { t.update_flags(v, PageSize::Size2M, Flags::RO) }.map(|token| token.flush())
     });
-    ensure_eq!(protected, Some(Ok(())), "update_flags to read-only");
+    ensure_eq!(protected, Ok(Ok(())), "update_flags to read-only");
     match probe::write(v.as_u64() + 8, 1) {
         Err(f) => ensure_eq!(f.kind, FaultKind::WriteDenied, "write after protect"),
         Ok(()) => fail!("wrote through a page made read-only"),
@@ -227,10 +230,49 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
             (gone.frame, gone.size)
         })
     });
-    ensure_eq!(gone, Some(Ok((pa, PageSize::Size2M))), "unmap");
+    ensure_eq!(gone, Ok(Ok((pa, PageSize::Size2M))), "unmap");
     match probe::read(v.as_u64() + off) {
         Err(f) => ensure_eq!(f.kind, FaultKind::NotMapped, "read after unmap"),
         Ok(x) => fail!("read {x:#x} after unmap"),
     }
+    Ok(())
+}
+
+/// The seed API called while this CPU holds the table's lock — as a frame-allocator or TLB hook,
+/// or an exception handler, would — fails at once with the re-entry errors (the lock recognises
+/// its holder by the real CPU id: APIC ID / MPIDR_EL1) instead of spinning forever; nothing
+/// changed, and the lock is free again afterwards.
+pub fn seed_api_reentry_is_an_error<M: Machine>() -> Result<(), Failure> {
+    let (v, f) = (va(0x80), frame()?);
+    let inner = M::Mapper::with_table(|_| {
+        (
+            M::Mapper::try_vm_to_phy(v),
+            M::Mapper::vm_to_phy(v),
+            // SAFETY: test window and a pool frame; refused anyway.
+            unsafe { M::Mapper::map(v, f, Flags::RW) },
+            // SAFETY: test window.
+            unsafe { M::Mapper::try_unmap(v) }.map(|_| ()),
+            M::Mapper::with_table(|_| ()),
+        )
+    });
+    ensure_eq!(
+        inner,
+        Ok((
+            Err(TranslateError::Reentered),
+            None,
+            Err(MapError::Reentered),
+            Err(UnmapError::Reentered),
+            Err(AccessError::Reentered),
+        )),
+        "seed calls from inside with_table"
+    );
+    ensure_eq!(
+        M::Mapper::try_vm_to_phy(v),
+        Err(TranslateError::NotMapped),
+        "nothing mapped by the refused call"
+    );
+    map::<M>(v, f, Flags::RW)?;
+    ensure_eq!(M::Mapper::vm_to_phy(v), Some(f), "lock free again");
+    unmap::<M>(v);
     Ok(())
 }

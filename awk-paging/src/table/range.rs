@@ -482,7 +482,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         // The walk cache may point into the detached table.
         self.leaf_table.set(None);
-        gather.invalidate(self.va_at(c.piece.base), PageSize::Size4K, true);
+        // Any address the table translated names its walk-cache entries; the first one of the
+        // range coincides with the leaf invalidations before it, so the gather merges them.
+        gather.invalidate(self.va_at(c.piece.start), PageSize::Size4K, true);
         gather.push_table(child, c.level - 1);
     }
 

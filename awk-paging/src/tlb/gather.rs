@@ -126,6 +126,15 @@ impl Gather {
         if self.flush_all {
             return;
         }
+        // The same address again (a leaf, then the tables emptied above it): one invalidation,
+        // with walk caches if either needs them.
+        if let Some(last) = self.len.checked_sub(1).map(|i| &mut self.pending[i]) {
+            if last.va == va {
+                last.walks |= walks;
+                last.size = last.size.max(size);
+                return;
+            }
+        }
         if self.len == FULL_FLUSH_THRESHOLD {
             self.flush_all = true;
             self.len = 0;

@@ -25,6 +25,13 @@ use crate::VirtAddr;
 /// TLB maintenance for one address space: the CPU's instructions on bare metal, the TLB model in
 /// the host emulator, or a kernel's shootdown logic.
 ///
+/// The table behind the seed static API calls its hook while holding that API's lock, with
+/// interrupts masked on the CPU: the hook must not call back into the same seed API (the call
+/// fails at once with a `Reentered` error) or wait for an interrupt on this CPU; it may wait for
+/// other CPUs to acknowledge a shootdown (CPUs waiting for the lock keep their interrupts as their
+/// callers had them) — see
+/// [`ActiveTable`](crate::ActiveTable#hooks).
+///
 /// ```
 /// use awk_paging::{Tlb, VirtAddr};
 /// use core::cell::Cell;

@@ -59,11 +59,9 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     );
     let _ = writeln!(out, "\naddress space (merged runs):");
     let dumped = AArch64::with_table(|t| awk_paging::dump::write(t, &mut out).is_ok());
-    exit(
-        if ok && mapped && huge == Some(true) && dumped == Some(true) {
-            0
-        } else {
-            1
-        },
-    )
+    exit(if ok && mapped && huge == Ok(true) && dumped == Ok(true) {
+        0
+    } else {
+        1
+    })
 }

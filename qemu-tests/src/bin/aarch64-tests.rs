@@ -159,6 +159,10 @@ const LIVE: &[Test] = &[
         run: live::write_then_read_both_ways::<Virt>,
     },
     Test {
+        name: "live::seed_api_reentry_is_an_error",
+        run: live::seed_api_reentry_is_an_error::<Virt>,
+    },
+    Test {
         name: "live::remap_visible_after_flush",
         run: live::remap_visible_after_flush::<Virt>,
     },

@@ -143,6 +143,10 @@ const LIVE: &[Test] = &[
         run: live::write_then_read_both_ways::<Pc>,
     },
     Test {
+        name: "live::seed_api_reentry_is_an_error",
+        run: live::seed_api_reentry_is_an_error::<Pc>,
+    },
+    Test {
         name: "live::remap_visible_after_flush",
         run: live::remap_visible_after_flush::<Pc>,
     },
@@ -191,7 +195,7 @@ extern "C" fn x86_kernel_entry() -> ! {
     let tlb: &'static (dyn Tlb + Sync) = &TLB;
     // SAFETY: as above.
     if unsafe { X86::init(opt, X86_64::new(), frames, tlb) }.is_err()
-        || X86::global().with(|_| ()).is_none()
+        || !X86::global().is_initialized()
     {
         let _ = writeln!(out, "X86::init failed");
         exit(qemu_tests::harness::EXIT_CRASH);
