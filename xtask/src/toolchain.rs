@@ -1,18 +1,55 @@
 //! Running cargo and rustup, and making sure the bare-metal targets are installed.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 
 use crate::targets::TARGETS;
 
-/// The workspace root (xtask lives one level below it).
-pub fn root() -> std::path::PathBuf {
-    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or(manifest)
+/// The workspace root, found at run time (never compiled in: a copied checkout that reuses a
+/// `target/` directory must test itself, not the tree the binary was first built in).
+///
+/// Starts from `CARGO_MANIFEST_DIR` as `cargo run` sets it for the running process (the
+/// checkout cargo resolved, even with `--manifest-path`), else from the current directory, and
+/// walks up to the first `Cargo.toml` with a `[workspace]` table. Computed once.
+pub fn root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let starts = [
+            std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+            std::env::current_dir().ok(),
+        ];
+        starts
+            .into_iter()
+            .flatten()
+            .find_map(|start| workspace_root(&start))
+            .unwrap_or_else(|| {
+                eprintln!(
+                    "xtask: no Cargo.toml with a [workspace] table in or above the current \
+                     directory; run it as `cargo xtask` inside the awk-paging checkout"
+                );
+                std::process::exit(2)
+            })
+    })
+    .clone()
+}
+
+/// The nearest directory at or above `start` whose `Cargo.toml` declares a workspace.
+pub fn workspace_root(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+        declares_workspace(&text).then(|| dir.to_path_buf())
+    })
+}
+
+/// Whether a manifest has a `[workspace]` table (a `[workspace.*]` header defines it too).
+fn declares_workspace(manifest: &str) -> bool {
+    manifest.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("[workspace]") || l.starts_with("[workspace.")
+    })
 }
 
 /// `cargo` through the rustup proxy, so `rust-toolchain.toml` picks the pinned toolchain.
@@ -104,4 +141,98 @@ pub fn ensure_targets() -> bool {
         .current_dir(root())
         .args(["target", "add"])
         .args(&missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory tree under the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn write(&self, rel: &str, text: &str) -> PathBuf {
+            let p = self.0.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn manifest_workspace_detection() {
+        assert!(declares_workspace("[workspace]\nmembers = [\"a\"]\n"));
+        assert!(declares_workspace(
+            "[package]\nname = \"x\"\n\n  [workspace]\n"
+        ));
+        assert!(declares_workspace(
+            "[workspace.dependencies]\nfoo = \"1\"\n"
+        ));
+        // Members inherit from the workspace but are not its root.
+        assert!(!declares_workspace(
+            "[package]\nedition.workspace = true\n[dependencies]\nfoo.workspace = true\n"
+        ));
+        assert!(!declares_workspace("# [workspace]\n[package]\n"));
+    }
+
+    #[test]
+    fn finds_the_root_of_the_tree_it_starts_in() {
+        let s = Scratch::new("root");
+        s.write(
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"xtask\", \"core\"]\n",
+        );
+        s.write("xtask/Cargo.toml", "[package]\nname = \"xtask\"\n");
+        s.write("core/src/lib.rs", "");
+        s.write("core/Cargo.toml", "[package]\nedition.workspace = true\n");
+        // A copy of the checkout elsewhere: it must find itself, not the original.
+        s.write("copy/Cargo.toml", "[workspace]\n");
+        s.write("copy/xtask/Cargo.toml", "[package]\nname = \"xtask\"\n");
+        let root = s.0.as_path();
+        assert_eq!(workspace_root(root).as_deref(), Some(root));
+        assert_eq!(workspace_root(&root.join("xtask")).as_deref(), Some(root));
+        assert_eq!(
+            workspace_root(&root.join("core/src")).as_deref(),
+            Some(root)
+        );
+        let copy = root.join("copy");
+        assert_eq!(
+            workspace_root(&copy.join("xtask")).as_deref(),
+            Some(copy.as_path())
+        );
+    }
+
+    #[test]
+    fn no_root_outside_a_workspace() {
+        let s = Scratch::new("noroot");
+        s.write("crate/Cargo.toml", "[package]\nname = \"lone\"\n");
+        // The temp dir itself may sit below some workspace on odd machines; only check that
+        // the lone package's manifest is never taken for a root.
+        let found = workspace_root(&s.0.join("crate"));
+        assert_ne!(found.as_deref(), Some(s.0.join("crate").as_path()));
+        assert_ne!(found.as_deref(), Some(s.0.as_path()));
+    }
+
+    #[test]
+    fn this_checkout_is_found_at_run_time() {
+        // `cargo test` runs with the package directory as the current directory.
+        let here = std::env::current_dir().unwrap();
+        let root = workspace_root(&here).unwrap();
+        assert!(root.join("xtask/Cargo.toml").exists());
+        assert!(root.join("awk-paging/Cargo.toml").exists());
+        assert_eq!(super::root(), root);
+    }
 }
