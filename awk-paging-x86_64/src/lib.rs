@@ -9,7 +9,7 @@
 //! - [`X86PageTable`]: the instance API for one address space.
 //! - [`X86`]: the seed static [`Mapper`](awk_paging::Mapper) on the kernel's active table,
 //!   initialised once from the kernel's [`OffsetPageTable`](x86_64::structures::paging::OffsetPageTable).
-//! - [`Invlpg`] (bare metal only): TLB maintenance with `invlpg` / CR4.PGE toggling.
+//! - `Invlpg` (bare metal only): TLB maintenance with `invlpg` / CR4.PGE toggling.
 //!
 //! The shared walker (not the `x86_64` crate's `Mapper`) edits the tables, because it gives
 //! transactional rollback on out-of-memory, precise per-operation errors and no double walks;
