@@ -11,6 +11,7 @@
 //! - `TlbEl1` (on aarch64 only): `tlbi` maintenance with the barriers Arm requires.
 //! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table.
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
