@@ -113,34 +113,104 @@ fn tee(mut pipe: impl Read + Send + 'static, to_stderr: bool) -> JoinHandle<Stri
     })
 }
 
+/// The command line as a shell would run it, with the variables set for it in front.
 pub fn describe(cmd: &Command) -> String {
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    format!("{} {}", cmd.get_program().to_string_lossy(), args.join(" "))
+    let envs = cmd.get_envs().filter_map(|(k, v)| {
+        v.map(|v| format!("{}={:?}", k.to_string_lossy(), v.to_string_lossy()))
+    });
+    let program = std::iter::once(cmd.get_program().to_string_lossy().into_owned());
+    let args = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
+    envs.chain(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The entries of `wanted` that `installed` (one per line, as `rustup target list --installed`
+/// or `rustup component list --installed` print them) does not list. A component is listed
+/// with its host triple appended (`miri-x86_64-unknown-linux-gnu`) or without (`rust-src`).
+pub fn missing<'a>(installed: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|w| {
+            !installed.lines().map(str::trim).any(|l| {
+                l == *w
+                    || l.strip_prefix(*w)
+                        .is_some_and(|rest| rest.starts_with('-') && rest[1..].contains('-'))
+            })
+        })
+        .collect()
+}
+
+/// `rustup` run from the workspace root, so `rust-toolchain.toml` picks the pinned toolchain.
+fn rustup() -> Command {
+    let mut c = Command::new("rustup");
+    c.current_dir(root());
+    c
+}
+
+/// What `rustup <args>` prints, or nothing if it cannot run.
+fn rustup_output(args: &[&str]) -> String {
+    rustup()
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Installs missing bare-metal targets for the pinned toolchain (`rust-toolchain.toml`).
 pub fn ensure_targets() -> bool {
-    let installed = Command::new("rustup")
-        .current_dir(root())
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let missing: Vec<&str> = TARGETS
-        .iter()
-        .copied()
-        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    run(Command::new("rustup")
-        .current_dir(root())
-        .args(["target", "add"])
-        .args(&missing))
+    let installed = rustup_output(&["target", "list", "--installed"]);
+    let missing = missing(&installed, &TARGETS);
+    missing.is_empty() || run(rustup().args(["target", "add"]).args(&missing))
+}
+
+/// The toolchain Miri runs on.
+pub const MIRI_TOOLCHAIN: &str = "nightly";
+/// Miri and the standard library sources it builds its sysroot from.
+const MIRI_COMPONENTS: [&str; 2] = ["miri", "rust-src"];
+
+/// Installs Miri on the nightly toolchain if it is missing (the toolchain too, minimal profile),
+/// then builds Miri's sysroot (`cargo miri setup`, a no-op once done), so that the run that
+/// follows measures only the tests.
+pub fn ensure_miri() -> bool {
+    let listed = rustup()
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            MIRI_TOOLCHAIN,
+        ])
+        .output();
+    let installed = match listed {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let missing = missing(&text, &MIRI_COMPONENTS);
+            missing.is_empty()
+                || run(rustup()
+                    .args(["component", "add"])
+                    .args(&missing)
+                    .args(["--toolchain", MIRI_TOOLCHAIN]))
+        }
+        // No nightly toolchain at all.
+        _ => {
+            let mut c = rustup();
+            c.args([
+                "toolchain",
+                "install",
+                MIRI_TOOLCHAIN,
+                "--profile",
+                "minimal",
+            ]);
+            for comp in MIRI_COMPONENTS {
+                c.args(["--component", comp]);
+            }
+            run(&mut c)
+        }
+    };
+    installed && run(cargo().args([&format!("+{MIRI_TOOLCHAIN}"), "miri", "setup"]))
 }
 
 #[cfg(test)]
@@ -170,6 +240,35 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn describes_commands_with_their_environment() {
+        let mut c = Command::new("cargo");
+        c.args(["doc", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings");
+        assert_eq!(
+            describe(&c),
+            "RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps"
+        );
+        assert_eq!(describe(&Command::new("qemu")), "qemu");
+    }
+
+    #[test]
+    fn missing_targets_and_components() {
+        let targets = "x86_64-unknown-linux-gnu\nx86_64-unknown-none\n";
+        assert_eq!(
+            missing(targets, &["x86_64-unknown-none", "aarch64-unknown-none"]),
+            ["aarch64-unknown-none"]
+        );
+        assert!(missing(targets, &["x86_64-unknown-none"]).is_empty());
+        let components = "cargo-x86_64-unknown-linux-gnu\nmiri-x86_64-unknown-linux-gnu\n\
+                          rust-std-x86_64-unknown-linux-gnu\nrustc-x86_64-unknown-linux-gnu\n";
+        assert_eq!(missing(components, &["miri", "rust-src"]), ["rust-src"]);
+        assert!(missing(&format!("{components}rust-src\n"), &["miri", "rust-src"]).is_empty());
+        // A prefix of another component's name is not that component.
+        assert_eq!(missing("rust-src\n", &["rust"]), ["rust"]);
+        assert_eq!(missing("", &["miri"]), ["miri"]);
     }
 
     #[test]
