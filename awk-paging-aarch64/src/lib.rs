@@ -12,6 +12,7 @@
 //! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table, whose
 //!   lock masks interrupts with [`AArch64Irq`] and refuses re-entry instead of deadlocking.
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

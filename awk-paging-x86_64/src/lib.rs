@@ -24,6 +24,7 @@
 //!
 //! [`PageTableFlags`]: x86_64::structures::paging::PageTableFlags
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -20,6 +20,7 @@
 //! - `conformance` (feature `conformance`): the checks every backend runs against itself, on
 //!   the host and on QEMU.
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -1,12 +1,18 @@
 //! Project automation.
 //!
-//! - `cargo xtask test [--host-only] [--no-lint]`: formatting, lints, host tests, bare-metal
-//!   builds and the QEMU suites, ending with one `N passed, N failed` line.
+//! - `cargo xtask test [--host-only] [--no-lint] [--no-miri]`: formatting, lints, host tests,
+//!   rustdoc, packaging, bare-metal builds, Miri and the QEMU suites, ending with one
+//!   `N passed, N failed` line.
 //! - `cargo xtask qemu [x86_64|aarch64]`: boots the demo kernels.
 //! - `cargo xtask qemu --tests [--no-flush] [x86_64|aarch64]`: runs the QEMU test kernels only;
 //!   `--no-flush` (or `XTASK_NO_FLUSH=1`) builds them with the `no-tlb-flush` negative control.
+//! - `cargo xtask miri [--full]`: the library tests under Miri (nightly, installed if missing).
+//! - `cargo xtask doc`, `cargo xtask package`: the rustdoc and `cargo package` steps alone.
 //! - `cargo xtask install-qemu`: runs the QEMU install (Debian, as root) even if QEMU is present.
+//!
+//! Every command first installs what it needs ([`prereq::ensure`]).
 
+mod prereq;
 mod qemu;
 mod report;
 mod steps;
@@ -15,14 +21,18 @@ mod toolchain;
 
 use std::process::ExitCode;
 
+use prereq::Needs;
 use report::Tally;
 use steps::TestOptions;
 use targets::Arch;
 
 const USAGE: &str = "usage:
-  cargo xtask test [--host-only] [--no-lint]
+  cargo xtask test [--host-only] [--no-lint] [--no-miri]  everything CI runs
   cargo xtask qemu [x86_64|aarch64]                       boot the demo kernels
   cargo xtask qemu --tests [--no-flush] [x86_64|aarch64]  run the QEMU test kernels only
+  cargo xtask miri [--full]                               library tests under Miri (nightly)
+  cargo xtask doc                                         rustdoc of the libraries, -D warnings
+  cargo xtask package                                     cargo package of the libraries
   cargo xtask install-qemu                                (re)run the Debian QEMU install
 environment: XTASK_NO_FLUSH=1 (same as --no-flush), XTASK_QEMU_TIMEOUT=<seconds per boot>";
 
@@ -32,7 +42,32 @@ enum Cmd {
     Test(TestOptions),
     Demo(Option<Arch>),
     QemuTests { arch: Option<Arch>, no_flush: bool },
+    Miri { full: bool },
+    Doc,
+    Package,
     InstallQemu,
+}
+
+impl Cmd {
+    /// What the command needs installed before it runs: anything that builds a kernel needs the
+    /// bare-metal targets and QEMU.
+    fn needs(&self) -> Needs {
+        let kernels = Needs {
+            targets: true,
+            qemu: true,
+            miri: false,
+        };
+        match self {
+            Cmd::Test(opts) => opts.needs(),
+            Cmd::Demo(_) | Cmd::QemuTests { .. } => kernels,
+            Cmd::Miri { .. } => Needs {
+                miri: true,
+                ..Needs::default()
+            },
+            // Host builds only; install-qemu installs QEMU itself (even when present).
+            Cmd::Doc | Cmd::Package | Cmd::InstallQemu => Needs::default(),
+        }
+    }
 }
 
 fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
@@ -44,6 +79,7 @@ fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
                 match f.as_str() {
                     "--host-only" => opts.host_only = true,
                     "--no-lint" => opts.no_lint = true,
+                    "--no-miri" => opts.no_miri = true,
                     _ => return Err(format!("unknown argument to test: {f}")),
                 }
             }
@@ -69,8 +105,15 @@ fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
                 Ok(Cmd::Demo(arch))
             }
         }
+        "miri" => match flags {
+            [] => Ok(Cmd::Miri { full: false }),
+            [f] if f == "--full" => Ok(Cmd::Miri { full: true }),
+            _ => Err(format!("unknown arguments to miri: {}", flags.join(" "))),
+        },
+        "doc" if flags.is_empty() => Ok(Cmd::Doc),
+        "package" if flags.is_empty() => Ok(Cmd::Package),
         "install-qemu" if flags.is_empty() => Ok(Cmd::InstallQemu),
-        _ => Err(format!("unknown command {cmd}")),
+        _ => Err(format!("unknown command {}", args.join(" "))),
     }
 }
 
@@ -86,36 +129,51 @@ fn finish(tally: &Tally) -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let no_flush_env = std::env::var("XTASK_NO_FLUSH").is_ok_and(|v| !v.is_empty() && v != "0");
-    match parse(&args, no_flush_env) {
+    let cmd = match parse(&args, no_flush_env) {
+        Ok(cmd) => cmd,
         Err(e) => {
             eprintln!("xtask: {e}\n{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-        Ok(Cmd::Test(opts)) => {
-            let mut tally = Tally::default();
-            steps::test(&mut tally, opts);
-            finish(&tally)
-        }
-        Ok(Cmd::QemuTests { arch, no_flush }) => {
-            let mut tally = Tally::default();
-            qemu::test_kernels(&mut tally, arch, no_flush);
-            finish(&tally)
-        }
-        Ok(Cmd::InstallQemu) => match qemu::install_qemu(true) {
+    };
+    if cmd == Cmd::InstallQemu {
+        return match qemu::install_qemu(true) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("xtask install-qemu: {e}");
                 ExitCode::FAILURE
             }
-        },
-        Ok(Cmd::Demo(arch)) => match qemu::demo(arch) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtask qemu: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        };
     }
+    let mut tally = Tally::default();
+    let needs = cmd.needs();
+    let ready = prereq::ensure(needs, &mut tally);
+    match cmd {
+        // Runs every step it can; a missing prerequisite skips only the steps that need it.
+        Cmd::Test(opts) => steps::test(&mut tally, opts, ready),
+        _ if !ready.covers(needs) => {}
+        Cmd::QemuTests { arch, no_flush } => qemu::test_kernels(&mut tally, arch, no_flush),
+        Cmd::Demo(arch) => {
+            let result = qemu::demo(arch);
+            if let Err(e) = &result {
+                eprintln!("xtask qemu: {e}");
+            }
+            tally.record("demo kernels boot and exit successfully", result.is_ok());
+        }
+        Cmd::Miri { full } => {
+            steps::miri(&mut tally, full);
+            if !full {
+                eprintln!(
+                    "(duplicate conformance regimes skipped: {}; `cargo xtask miri --full` runs them)",
+                    steps::MIRI_SKIP.join(" ")
+                );
+            }
+        }
+        Cmd::Doc => steps::rustdoc(&mut tally),
+        Cmd::Package => steps::package(&mut tally),
+        Cmd::InstallQemu => unreachable!("handled above"),
+    }
+    finish(&tally)
 }
 
 #[cfg(test)]
@@ -134,7 +192,15 @@ mod tests {
             p("test --no-lint --host-only"),
             Ok(Cmd::Test(TestOptions {
                 no_lint: true,
-                host_only: true
+                host_only: true,
+                no_miri: false,
+            }))
+        );
+        assert_eq!(
+            p("test --no-miri"),
+            Ok(Cmd::Test(TestOptions {
+                no_miri: true,
+                ..TestOptions::default()
             }))
         );
         assert!(p("test --hostonly").is_err());
@@ -161,5 +227,43 @@ mod tests {
         assert!(p("build").is_err());
         assert_eq!(p("install-qemu"), Ok(Cmd::InstallQemu));
         assert!(p("install-qemu now").is_err());
+        assert_eq!(p("miri"), Ok(Cmd::Miri { full: false }));
+        assert_eq!(p("miri --full"), Ok(Cmd::Miri { full: true }));
+        assert!(p("miri --full --full").is_err());
+        assert!(p("miri x86_64").is_err());
+        assert_eq!(p("doc"), Ok(Cmd::Doc));
+        assert!(p("doc --open").is_err());
+        assert_eq!(p("package"), Ok(Cmd::Package));
+    }
+
+    #[test]
+    fn every_kernel_building_command_ensures_targets_and_qemu() {
+        let kernel_cmds = [
+            "qemu",
+            "qemu x86_64",
+            "qemu aarch64",
+            "qemu --tests",
+            "qemu --tests --no-flush aarch64",
+            "test",
+            "test --no-lint",
+        ];
+        for c in kernel_cmds {
+            let needs = p(c).unwrap().needs();
+            assert!(needs.targets && needs.qemu, "{c}: {needs:?}");
+        }
+        // Bare-metal builds without QEMU still need the targets.
+        let host = p("test --host-only").unwrap().needs();
+        assert!(host.targets && !host.qemu, "{host:?}");
+        assert!(host.miri);
+        assert!(!p("test --no-miri").unwrap().needs().miri);
+        assert_eq!(
+            p("miri").unwrap().needs(),
+            Needs {
+                miri: true,
+                ..Needs::default()
+            }
+        );
+        assert_eq!(p("doc").unwrap().needs(), Needs::default());
+        assert_eq!(p("package").unwrap().needs(), Needs::default());
     }
 }

@@ -205,13 +205,9 @@ fn negative_control(k: &Kernel, tally: &mut Tally) {
 /// Runs every test kernel (of `arch`, if given). With `no_flush`, the kernels are built with
 /// `no-tlb-flush` instead (their TLB-dependent tests must then fail) and the negative controls
 /// are not run separately.
+///
+/// The targets and QEMU must be in place ([`crate::prereq::ensure`]).
 pub fn test_kernels(tally: &mut Tally, arch: Option<Arch>, no_flush: bool) {
-    if let Err(e) = ensure_qemu() {
-        eprintln!("{e}");
-        println!("QEMU installed ... FAILED");
-        tally.record("QEMU installed", false);
-        return;
-    }
     let features = if no_flush {
         NO_FLUSH_FEATURES
     } else {
@@ -233,8 +229,8 @@ pub fn test_kernels(tally: &mut Tally, arch: Option<Arch>, no_flush: bool) {
 }
 
 /// `cargo xtask qemu [arch]`: builds and boots the demo kernels; all must exit successfully.
+/// The targets and QEMU must be in place ([`crate::prereq::ensure`]).
 pub fn demo(arch: Option<Arch>) -> Result<(), String> {
-    ensure_qemu()?;
     let mut failed = Vec::new();
     for k in select(false, arch) {
         let name = format!("[{}] {}", k.label, k.bin);
