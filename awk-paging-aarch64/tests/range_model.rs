@@ -9,7 +9,8 @@ fn sequences() -> usize {
     std::env::var("AWK_MODEL_SEQUENCES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
+        // Miri interprets every instruction: a few sequences there, the full count natively.
+        .unwrap_or(if cfg!(miri) { 4 } else { 10_000 })
 }
 
 fn check(va: VaSize, half: Half, base: u64) {
@@ -17,7 +18,8 @@ fn check(va: VaSize, half: Half, base: u64) {
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{va:?} {half:?}: {stats:?}");
     assert_eq!(stats.sequences, sequences());
-    assert!(stats.errors > 0 && stats.splits > 0, "{stats:?}");
+    // Enough sequences always hit conflicts, injected failures and splits.
+    assert!(sequences() < 100 || (stats.errors > 0 && stats.splits > 0), "{stats:?}");
 }
 
 #[test]
