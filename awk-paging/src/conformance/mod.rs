@@ -11,6 +11,8 @@
 #![allow(clippy::result_large_err)]
 
 mod failure;
+#[cfg(feature = "std")]
+pub mod ordering_checks;
 mod table_checks;
 mod tlb_checks;
 
