@@ -270,6 +270,9 @@ fn restrict_parent<A: Arch>(
     pt: &mut TracedTable<'_, '_, A>,
     spec: &OrderingSpec,
 ) -> Result<Option<Limits>, String> {
+    if pt.arch().levels() < 3 {
+        return Ok(None);
+    }
     let (s1, s2) = (va(spec, 0), va(spec, MIB2));
     map(pt, s1, pa(spec, 0), PageSize::Size4K, Flags::RW)?;
     map(pt, s2, pa(spec, 0x1000), PageSize::Size4K, Flags::RX)?;

@@ -849,7 +849,7 @@ impl<'a, A: Arch> Tracer<'a, A> {
 
         // What is there now: a newly linked table.
         if let Entry::Table(g) = n {
-            if o != n {
+            if o != n && level > 0 {
                 self.scan(st, g, level - 1, bits, Some((table, index)), event, Some(g));
             }
         }
