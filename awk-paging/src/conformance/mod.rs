@@ -11,6 +11,10 @@
 #![allow(clippy::result_large_err)]
 
 mod failure;
+#[cfg(feature = "std")]
+pub mod ordering_checks;
+#[cfg(feature = "std")]
+mod ordering_range;
 mod range_checks;
 mod table_checks;
 mod tlb_checks;

@@ -99,12 +99,14 @@ impl<A: Arch> Harness for EmuHarness<A> {
 
     fn observe(&mut self, table: &TableOf<Self>, va: VirtAddr) -> Option<Observed> {
         let tlb = table.tlb();
-        Some(match tlb.access(va, |v| table.translate(v).ok()) {
-            CpuAccess::Mapped(pa) => {
-                let writable = tlb.cached_attrs(va).is_some_and(|a| a.flags.write);
-                Observed::Mapped(pa, writable)
-            }
-            CpuAccess::Fault => Observed::Fault,
-        })
+        Some(
+            match tlb.access_walk(table.mem(), table.arch(), table.root(), va) {
+                CpuAccess::Mapped(pa) => {
+                    let writable = tlb.cached_attrs(va).is_some_and(|a| a.flags.write);
+                    Observed::Mapped(pa, writable)
+                }
+                CpuAccess::Fault => Observed::Fault,
+            },
+        )
     }
 }

@@ -10,7 +10,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// Frees every table of this address space (not the data frames mapped by it) and returns the
     /// allocator. Calls [`Tlb::flush_all`] first, so no cached translation or walk-cache entry
     /// survives into the freed frames' next use. Entries that lead back to a table on their own
-    /// path (a recursive slot) are not followed, so no frame is freed twice.
+    /// path (a recursive slot) are not followed, so no frame is freed twice, and tables the
+    /// [`PhysMem`] cannot reach (corrupt entries) are skipped, not freed.
     ///
     /// # Safety
     ///
@@ -40,8 +41,13 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         self.frames
     }
 
-    /// Frees `table` (at `level`) and every table below it.
+    /// Frees `table` (at `level`) and every table below it. A table the accessor cannot reach
+    /// (an entry pointing outside memory, written by someone else) was never built here: it is
+    /// skipped, not handed to the allocator.
     pub(crate) unsafe fn free_table(&mut self, table: PhyAddr, level: u8, visited: &mut Visited) {
+        if self.mem.frame_ptr(table).is_none() {
+            return;
+        }
         if level > 0 {
             for i in 0..ENTRIES {
                 let Some(slot) = Slot::of(&self.mem, table, i) else {
