@@ -74,7 +74,7 @@ impl X86_64 {
         self
     }
 
-    /// Limits physical addresses to `bits` (the CPU's MAXPHYADDR, CPUID.80000008H:EAX[7:0]);
+    /// Limits physical addresses to `bits` (the CPU's MAXPHYADDR, CPUID.80000008H:EAX\[7:0\]);
     /// values outside 32..=52 are clamped into that range.
     ///
     /// ```
