@@ -2,7 +2,7 @@
 //! walks. A kernel describes its machine with [`Machine`]; each test is generic over it and is
 //! listed by the kernel as `live::some_test::<TheMachine>`.
 
-use awk_paging::{ActiveTable, Flags, Mapper, PageSize, PhyAddr, VirtAddr};
+use awk_paging::{ActiveTable, Flags, Mapper, PageSize, PhyAddr, Tlb, VirtAddr};
 
 use crate::frames::data_frame;
 use crate::harness::Failure;
@@ -121,6 +121,58 @@ pub fn remap_visible_after_flush<M: Machine>() -> Result<(), Failure> {
         "after remap (stale TLB entry if not flushed)"
     );
     unmap::<M>(v);
+    Ok(())
+}
+
+/// Remap a page to another frame without flushing the page itself, then flush the whole TLB
+/// through the live table's hook ([`Tlb::flush_all`](awk_paging::Tlb::flush_all)): reads see
+/// the new frame. A `flush_all` that does nothing leaves the first frame's translation cached
+/// (QEMU's TLB keeps it until invalidated), so this fails with it — and in the `no-tlb-flush`
+/// build. A table stays under the page (its neighbour stays mapped), so the unmap frees no
+/// table and does no flush of its own.
+pub fn remap_visible_after_flush_all<M: Machine>() -> Result<(), Failure> {
+    remap_visible_after::<M>(8, |tlb| tlb.flush_all())
+}
+
+/// [`remap_visible_after_flush_all`] on test pages `page` and `page + 1` ([`va`]), with
+/// `flush_all` doing the whole-TLB invalidation (it gets the live table's hook; a kernel may
+/// test its own TLB code instead).
+pub fn remap_visible_after<M: Machine>(
+    page: u64,
+    flush_all: impl FnOnce(&dyn Tlb),
+) -> Result<(), Failure> {
+    let (v, neighbour, f1, f2) = (va(page), va(page + 1), frame()?, frame()?);
+    ensure!(
+        probe::write(f1.as_u64(), 0xa11a).is_ok() && probe::write(f2.as_u64(), 0xb22b).is_ok(),
+        "fill frames"
+    );
+    map::<M>(neighbour, f1, Flags::RO)?;
+    map::<M>(v, f1, Flags::RO)?;
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xa11a),
+        "first frame (now cached in the TLB)"
+    );
+    let remapped = M::Mapper::with_table(|t| {
+        // SAFETY: test window; nothing relies on the old mapping.
+        let (gone, token) = unsafe { t.unmap(v) }.map_err(|_| "unmap")?;
+        // The page's own invalidation is skipped on purpose: flush_all below must cover it.
+        token.ignore();
+        // SAFETY: as above; a fresh data frame.
+        unsafe { t.map(v, f2, PageSize::Size4K, Flags::RO) }
+            .map_err(|_| "map")?
+            .flush();
+        flush_all(t.tlb());
+        Ok::<_, &str>(gone.frame)
+    });
+    ensure_eq!(remapped, Some(Ok(f1)), "unmap, map, flush_all");
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xb22b),
+        "after remap and flush_all (stale TLB entry if flush_all does nothing)"
+    );
+    unmap::<M>(v);
+    unmap::<M>(neighbour);
     Ok(())
 }
 
