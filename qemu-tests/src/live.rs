@@ -131,15 +131,23 @@ pub fn remap_visible_after_flush<M: Machine>() -> Result<(), Failure> {
 /// build. A table stays under the page (its neighbour stays mapped), so the unmap frees no
 /// table and does no flush of its own.
 pub fn remap_visible_after_flush_all<M: Machine>() -> Result<(), Failure> {
-    remap_visible_after::<M>(8, |tlb| tlb.flush_all())
+    remap_visible_after::<M>(8, |tlb, _| tlb.flush_all())
 }
 
-/// [`remap_visible_after_flush_all`] on test pages `page` and `page + 1` ([`va`]), with
-/// `flush_all` doing the whole-TLB invalidation (it gets the live table's hook; a kernel may
+/// As [`remap_visible_after_flush_all`], with the hook's
+/// [`Tlb::flush_page`](awk_paging::Tlb::flush_page) of the remapped page instead (the all-levels
+/// invalidation the walker uses when a table entry changes; the seed API's unmap flushes with
+/// `flush_leaf`). A `flush_page` that does nothing fails here.
+pub fn remap_visible_after_flush_page<M: Machine>() -> Result<(), Failure> {
+    remap_visible_after::<M>(14, |tlb, v| tlb.flush_page(v))
+}
+
+/// [`remap_visible_after_flush_all`] on test pages `page` and `page + 1` ([`va`]), with `flush`
+/// doing the invalidation (it gets the live table's hook and the remapped address; a kernel may
 /// test its own TLB code instead).
 pub fn remap_visible_after<M: Machine>(
     page: u64,
-    flush_all: impl FnOnce(&dyn Tlb),
+    flush: impl FnOnce(&dyn Tlb, VirtAddr),
 ) -> Result<(), Failure> {
     let (v, neighbour, f1, f2) = (va(page), va(page + 1), frame()?, frame()?);
     ensure!(
@@ -156,20 +164,20 @@ pub fn remap_visible_after<M: Machine>(
     let remapped = M::Mapper::with_table(|t| {
         // SAFETY: test window; nothing relies on the old mapping.
         let (gone, token) = unsafe { t.unmap(v) }.map_err(|_| "unmap")?;
-        // The page's own invalidation is skipped on purpose: flush_all below must cover it.
+        // The unmap's own invalidation is skipped on purpose: `flush` below must cover it.
         token.ignore();
         // SAFETY: as above; a fresh data frame.
         unsafe { t.map(v, f2, PageSize::Size4K, Flags::RO) }
             .map_err(|_| "map")?
             .flush();
-        flush_all(t.tlb());
+        flush(t.tlb(), v);
         Ok::<_, &str>(gone.frame)
     });
-    ensure_eq!(remapped, Some(Ok(f1)), "unmap, map, flush_all");
+    ensure_eq!(remapped, Some(Ok(f1)), "unmap, map, flush");
     ensure_eq!(
         probe::read(v.as_u64()),
         Ok(0xb22b),
-        "after remap and flush_all (stale TLB entry if flush_all does nothing)"
+        "after remap and flush (stale TLB entry if the flush does nothing)"
     );
     unmap::<M>(v);
     unmap::<M>(neighbour);

@@ -286,6 +286,10 @@ const LIVE: &[Test] = &[
         run: live::remap_visible_after_flush_all::<Virt>,
     },
     Test {
+        name: "live::remap_visible_after_flush_page",
+        run: live::remap_visible_after_flush_page::<Virt>,
+    },
+    Test {
         name: "live::unmapped_page_faults",
         run: live::unmapped_page_faults::<Virt>,
     },

@@ -143,7 +143,7 @@ fn flush_all_with_global_pages_enabled() -> Result<(), Failure> {
     let before = Cr4::read();
     // SAFETY: enabling global pages changes no translation (no entry has G set yet).
     unsafe { Cr4::write(before | Cr4Flags::PAGE_GLOBAL) };
-    let result = live::remap_visible_after::<Pc>(12, |_| awk_paging_x86_64::Invlpg.flush_all());
+    let result = live::remap_visible_after::<Pc>(12, |_, _| awk_paging_x86_64::Invlpg.flush_all());
     let after = Cr4::read();
     // SAFETY: back to the boot value.
     unsafe { Cr4::write(before) };
@@ -172,6 +172,10 @@ const LIVE: &[Test] = &[
     Test {
         name: "live::remap_visible_after_flush_all",
         run: live::remap_visible_after_flush_all::<Pc>,
+    },
+    Test {
+        name: "live::remap_visible_after_flush_page",
+        run: live::remap_visible_after_flush_page::<Pc>,
     },
     Test {
         name: "x86_64::flush_all_with_global_pages_enabled",
