@@ -348,3 +348,53 @@ fn tlbi_forms_classified_as_the_arm_arm_names_them() {
         assert_eq!(t.scope(), expect, "{name}");
     }
 }
+
+/// The interpreter's `asm!` templates come from the same tables as these names, so checking the
+/// names against the Arm ARM's spelling checks the executed instructions' text.
+#[test]
+fn instruction_text_as_the_arm_arm_spells_it() {
+    use awk_paging_aarch64::maint::SysReg;
+    let barriers = [
+        (Barrier::Sy, "sy"),
+        (Barrier::St, "st"),
+        (Barrier::Ish, "ish"),
+        (Barrier::IshSt, "ishst"),
+        (Barrier::Nsh, "nsh"),
+        (Barrier::NshSt, "nshst"),
+    ];
+    for (b, name) in barriers {
+        assert_eq!(b.mnemonic(), name);
+        assert_eq!(Op::Dsb(b).to_string(), format!("dsb {name}"));
+        assert_eq!(Op::Dmb(b).to_string(), format!("dmb {name}"));
+    }
+    let regs = [
+        (SysReg::MairEl1, "mair_el1"),
+        (SysReg::TcrEl1, "tcr_el1"),
+        (SysReg::Ttbr0El1, "ttbr0_el1"),
+        (SysReg::Ttbr1El1, "ttbr1_el1"),
+        (SysReg::SctlrEl1, "sctlr_el1"),
+    ];
+    for (r, name) in regs {
+        assert_eq!(r.name(), name);
+        assert_eq!(Op::Msr(r, 0x10).to_string(), format!("msr {name}, 0x10"));
+    }
+    let tlbis = [
+        (TlbiOp::Vae1is, "vae1is"),
+        (TlbiOp::Vaae1is, "vaae1is"),
+        (TlbiOp::Vale1is, "vale1is"),
+        (TlbiOp::Vaale1is, "vaale1is"),
+        (TlbiOp::Aside1is, "aside1is"),
+        (TlbiOp::Vmalle1is, "vmalle1is"),
+        (TlbiOp::Vae1, "vae1"),
+        (TlbiOp::Vaae1, "vaae1"),
+        (TlbiOp::Vale1, "vale1"),
+        (TlbiOp::Vaale1, "vaale1"),
+        (TlbiOp::Aside1, "aside1"),
+        (TlbiOp::Vmalle1, "vmalle1"),
+    ];
+    for (t, name) in tlbis {
+        assert_eq!(t.mnemonic(), name);
+    }
+    assert_eq!(Op::Isb.to_string(), "isb");
+    assert_eq!(Op::DcCivac(0x40).to_string(), "dc civac, 0x40");
+}

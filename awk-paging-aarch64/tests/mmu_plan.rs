@@ -115,6 +115,22 @@ fn steps_in_the_order_the_arm_arm_requires() {
 }
 
 #[test]
+fn plan_with_ttbr1_as_assembly() {
+    let c = Config::new(PhyAddr::new(ROOT), VaSize::Bits48)
+        .with_asid(0x1234)
+        .with_upper(PhyAddr::new(UPPER), VaSize::Bits39);
+    let p = plan(cpu(2, 0b0101), &c).unwrap();
+    // TCR: T0SZ 16, IRGN0/ORGN0 WB, SH0 inner, T1SZ 25, EPD1 clear, IRGN1/ORGN1 WB, SH1 inner,
+    // TG1 4 KiB, IPS 48 bits, AS 16-bit ASIDs.
+    assert_eq!(
+        p.steps().to_string(),
+        "msr mair_el1, 0x444aaff; msr tcr_el1, 0x15b5193510; msr ttbr0_el1, 0x1234000041000000; \
+         msr ttbr1_el1, 0x42000000; dsb ish; tlbi vmalle1; dsb ish; isb; \
+         msr sctlr_el1, 0x30d0199d; isb"
+    );
+}
+
+#[test]
 fn order_checker_rejects_broken_plans() {
     use awk_paging_aarch64::maint::TlbiOp::Vmalle1;
     let w = |r| Op::Msr(r, 1);
