@@ -22,6 +22,8 @@ fn within<T: Send + 'static>(what: &str, secs: u64, f: impl FnOnce() -> T + Send
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
+    // Miri runs orders of magnitude slower: the guard is for deadlocks, not speed.
+    let secs = if cfg!(miri) { secs * 1000 } else { secs };
     match rx.recv_timeout(Duration::from_secs(secs)) {
         Ok(v) => v,
         Err(RecvTimeoutError::Timeout) => panic!("{what}: no answer after {secs} s — deadlocked?"),

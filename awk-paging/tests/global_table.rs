@@ -80,9 +80,11 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    match rx.recv_timeout(Duration::from_secs(10)) {
+    // Miri runs orders of magnitude slower: the guard is for deadlocks, not speed.
+    let secs = if cfg!(miri) { 10_000 } else { 10 };
+    match rx.recv_timeout(Duration::from_secs(secs)) {
         Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => panic!("{what}: no answer after 10 s — deadlocked?"),
+        Err(RecvTimeoutError::Timeout) => panic!("{what}: no answer after {secs} s — deadlocked?"),
         Err(RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
     }
 }

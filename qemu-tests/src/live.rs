@@ -3,7 +3,7 @@
 //! listed by the kernel as `live::some_test::<TheMachine>`.
 
 use awk_paging::{
-    AccessError, ActiveTable, Flags, MapError, Mapper, PageSize, PhyAddr, TranslateError,
+    AccessError, ActiveTable, Flags, MapError, Mapper, PageSize, PhyAddr, Tlb, TranslateError,
     UnmapError, VirtAddr,
 };
 
@@ -124,6 +124,66 @@ pub fn remap_visible_after_flush<M: Machine>() -> Result<(), Failure> {
         "after remap (stale TLB entry if not flushed)"
     );
     unmap::<M>(v);
+    Ok(())
+}
+
+/// Remap a page to another frame without flushing the page itself, then flush the whole TLB
+/// through the live table's hook ([`Tlb::flush_all`](awk_paging::Tlb::flush_all)): reads see
+/// the new frame. A `flush_all` that does nothing leaves the first frame's translation cached
+/// (QEMU's TLB keeps it until invalidated), so this fails with it — and in the `no-tlb-flush`
+/// build. A table stays under the page (its neighbour stays mapped), so the unmap frees no
+/// table and does no flush of its own.
+pub fn remap_visible_after_flush_all<M: Machine>() -> Result<(), Failure> {
+    remap_visible_after::<M>(8, |tlb, _| tlb.flush_all())
+}
+
+/// As [`remap_visible_after_flush_all`], with the hook's
+/// [`Tlb::flush_page`](awk_paging::Tlb::flush_page) of the remapped page instead (the all-levels
+/// invalidation the walker uses when a table entry changes; the seed API's unmap flushes with
+/// `flush_leaf`). A `flush_page` that does nothing fails here.
+pub fn remap_visible_after_flush_page<M: Machine>() -> Result<(), Failure> {
+    remap_visible_after::<M>(14, |tlb, v| tlb.flush_page(v))
+}
+
+/// [`remap_visible_after_flush_all`] on test pages `page` and `page + 1` ([`va`]), with `flush`
+/// doing the invalidation (it gets the live table's hook and the remapped address; a kernel may
+/// test its own TLB code instead).
+pub fn remap_visible_after<M: Machine>(
+    page: u64,
+    flush: impl FnOnce(&dyn Tlb, VirtAddr),
+) -> Result<(), Failure> {
+    let (v, neighbour, f1, f2) = (va(page), va(page + 1), frame()?, frame()?);
+    ensure!(
+        probe::write(f1.as_u64(), 0xa11a).is_ok() && probe::write(f2.as_u64(), 0xb22b).is_ok(),
+        "fill frames"
+    );
+    map::<M>(neighbour, f1, Flags::RO)?;
+    map::<M>(v, f1, Flags::RO)?;
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xa11a),
+        "first frame (now cached in the TLB)"
+    );
+    let remapped = M::Mapper::with_table(|t| {
+        // SAFETY: test window; nothing relies on the old mapping.
+        let (gone, token) = unsafe { t.unmap(v) }.map_err(|_| "unmap")?;
+        // The unmap's own invalidation is skipped on purpose: `flush` below must cover it.
+        token.ignore();
+        // SAFETY: as above; a fresh data frame.
+        unsafe { t.map(v, f2, PageSize::Size4K, Flags::RO) }
+            .map_err(|_| "map")?
+            .flush();
+        flush(t.tlb(), v);
+        Ok::<_, &str>(gone.frame)
+    });
+    ensure_eq!(remapped, Some(Ok(f1)), "unmap, map, flush");
+    ensure_eq!(
+        probe::read(v.as_u64()),
+        Ok(0xb22b),
+        "after remap and flush (stale TLB entry if the flush does nothing)"
+    );
+    unmap::<M>(v);
+    unmap::<M>(neighbour);
     Ok(())
 }
 

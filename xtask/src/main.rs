@@ -164,7 +164,7 @@ fn main() -> ExitCode {
             steps::miri(&mut tally, full);
             if !full {
                 eprintln!(
-                    "(duplicate conformance regimes skipped: {}; `cargo xtask miri --full` runs them)",
+                    "(focused set: conformance suites and `{}` skipped; `cargo xtask miri --full` runs them)",
                     steps::MIRI_SKIP.join(" ")
                 );
             }

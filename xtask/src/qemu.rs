@@ -22,9 +22,11 @@ pub const NO_FLUSH_FEATURES: &str = "kernel,no-tlb-flush";
 
 /// The tests that depend on TLB maintenance: built with `no-tlb-flush`, exactly these must fail
 /// (they see stale translations). Kept sorted.
-const TLB_DEPENDENT: [&str; 2] = [
+const TLB_DEPENDENT: [&str; 4] = [
     "live::instance_api_huge_page_lifecycle",
     "live::remap_visible_after_flush",
+    "live::remap_visible_after_flush_all",
+    "live::remap_visible_after_flush_page",
 ];
 
 fn timeout() -> Duration {

@@ -129,30 +129,89 @@ pub fn package(tally: &mut Tally) {
     check_cmd(tally, "cargo package library crates", &mut cmd);
 }
 
-/// Conformance-suite instances Miri skips unless `--full`: the same checks over a second regime
-/// of an architecture whose first regime Miri runs (x86_64 with 1 GiB pages is run, without is
-/// skipped; AArch64 48-bit TTBR0 and 39-bit TTBR1 are run, covering 4 and 3 levels and both
-/// halves). Everything else, new test files included, runs. Module paths, matched as libtest
-/// `--skip` substrings.
-pub const MIRI_SKIP: [&str; 3] = ["without_1g_pages::", "ttbr0_39::", "ttbr1_48::"];
+/// What `cargo xtask test` runs under Miri, per library crate: the unit tests and the test
+/// files that exercise unsafe code from every side — safe-code walks of corrupt and recursive
+/// tables, the tracer and TLB model, the ordering checks (every operation, range engine
+/// included, under the tracer), encodings, the seed API with its lock (threads included), the
+/// contiguous hint, and one model sequence per regime. The conformance suites and the
+/// many-thread stress tests repeat those paths at length (minutes each under Miri): they run with
+/// `cargo xtask miri --full`. Names are test targets (`tests/NAME.rs`).
+pub const MIRI_FOCUSED: [(&str, &[&str]); 3] = [
+    (
+        "awk-paging",
+        &[
+            "safe_walks",
+            "bogus_tables",
+            "tlb_model",
+            "tracer_rules",
+            "ordering",
+            "global_table",
+            "range_model",
+        ],
+    ),
+    (
+        "awk-paging-x86_64",
+        &[
+            "encoding",
+            "interop",
+            "ordering",
+            "static_api",
+            "static_api_hooks",
+            "range_model",
+        ],
+    ),
+    (
+        "awk-paging-aarch64",
+        &[
+            "encoding",
+            "contiguous",
+            "maintenance",
+            "mmu_plan",
+            "ordering",
+            "static_api",
+            "range_model",
+        ],
+    ),
+];
+
+/// Tests skipped by name in the focused run: many threads contending for the lock, thousands of
+/// rounds each (Miri interprets every one).
+pub const MIRI_SKIP: [&str; 1] = ["many_threads_share_the_lock"];
 
 /// `MIRIFLAGS`: physical memory is reached through integer offsets (`OffsetPhysMem`), by design;
 /// the seed static API's tests leak their `'static` tables, by design.
 pub const MIRIFLAGS: &str = "-Zmiri-permissive-provenance -Zmiri-ignore-leaks";
 
-/// The `cargo` arguments of the Miri run: the library crates' unit and integration tests (doc
-/// tests do not run under Miri), every test binary even after a failure.
-pub fn miri_args(full: bool) -> Vec<String> {
-    let mut args = vec![format!("+{MIRI_TOOLCHAIN}")];
-    args.extend(["miri", "test", "--no-fail-fast"].map(String::from));
-    args.extend(each_library().into_iter().map(String::from));
-    args.extend(["--lib", "--tests", "--"].map(String::from));
-    if !full {
-        for s in MIRI_SKIP {
-            args.extend(["--skip".to_string(), s.to_string()]);
-        }
+/// The `cargo` argument lists of the Miri run, one per invocation: with `full`, every unit and
+/// integration test of the library crates (doc tests do not run under Miri); otherwise the
+/// focused set, one invocation per crate.
+pub fn miri_args(full: bool) -> Vec<Vec<String>> {
+    let head = || {
+        let mut a = vec![format!("+{MIRI_TOOLCHAIN}")];
+        a.extend(["miri", "test", "--no-fail-fast"].map(String::from));
+        a
+    };
+    if full {
+        let mut a = head();
+        a.extend(each_library().into_iter().map(String::from));
+        a.extend(["--lib", "--tests"].map(String::from));
+        return vec![a];
     }
-    args
+    MIRI_FOCUSED
+        .iter()
+        .map(|(krate, tests)| {
+            let mut a = head();
+            a.extend(["-p", krate, "--lib"].map(String::from));
+            for t in *tests {
+                a.extend(["--test".to_string(), t.to_string()]);
+            }
+            a.push("--".into());
+            for s in MIRI_SKIP {
+                a.extend(["--skip".to_string(), s.to_string()]);
+            }
+            a
+        })
+        .collect()
 }
 
 /// The library tests under Miri (undefined behaviour, out-of-bounds and misaligned accesses,
@@ -161,13 +220,15 @@ pub fn miri(tally: &mut Tally, full: bool) {
     header(if full {
         "miri (all library tests)"
     } else {
-        "miri (library tests; duplicate conformance regimes skipped)"
+        "miri (focused library tests; `cargo xtask miri --full` for all)"
     });
     let start = std::time::Instant::now();
-    let mut cmd = cargo();
-    cmd.args(miri_args(full))
-        .env("MIRIFLAGS", flags_env("MIRIFLAGS", MIRIFLAGS));
-    test_suite(tally, "miri", &mut cmd);
+    for args in miri_args(full) {
+        let mut cmd = cargo();
+        cmd.args(args)
+            .env("MIRIFLAGS", flags_env("MIRIFLAGS", MIRIFLAGS));
+        test_suite(tally, "miri", &mut cmd);
+    }
     eprintln!("miri took {:.0?}", start.elapsed());
 }
 
@@ -300,46 +361,42 @@ mod tests {
     }
 
     #[test]
-    fn miri_runs_all_library_tests_but_duplicate_regimes() {
-        let args = miri_args(false);
-        let s = args.join(" ");
-        assert!(s.starts_with("+nightly miri test --no-fail-fast "), "{s}");
+    fn miri_focused_runs_each_crate_full_runs_everything() {
+        let runs = miri_args(false);
+        assert_eq!(runs.len(), LIBRARIES.len());
+        for (args, k) in runs.iter().zip(LIBRARIES) {
+            let s = args.join(" ");
+            assert!(s.starts_with("+nightly miri test --no-fail-fast "), "{s}");
+            assert!(s.contains(&format!("-p {k} --lib --test ")), "{s}");
+            assert!(s.contains("--test range_model"), "{s}");
+            assert!(s.ends_with("-- --skip many_threads_share_the_lock"), "{s}");
+        }
+        let full = miri_args(true);
+        assert_eq!(full.len(), 1);
+        let s = full[0].join(" ");
+        assert!(s.ends_with("--lib --tests"), "{s}");
         for k in LIBRARIES {
             assert!(s.contains(&format!("-p {k} ")), "{s}");
         }
-        // Unit and integration tests (new `tests/*.rs` included), no doc tests.
-        assert!(s.contains(" --lib --tests -- "), "{s}");
-        assert!(!s.contains("--test "), "{s}");
-        // libtest's --skip is a substring match: emulate it.
-        let runs = |test: &str| !MIRI_SKIP.iter().any(|p| test.contains(p));
-        assert!(runs("with_1g_pages::map_translate_unmap_round_trip"));
-        assert!(!runs("without_1g_pages::map_translate_unmap_round_trip"));
-        assert!(runs("ttbr0_48::destroy_frees_every_table"));
-        assert!(runs("ttbr1_39::destroy_frees_every_table"));
-        assert!(!runs("ttbr0_39::destroy_frees_every_table"));
-        assert!(runs("seed_api_lifecycle"));
-        assert!(runs("safe_api::map_unmap"));
-        assert_eq!(
-            args.iter().filter(|a| *a == "--skip").count(),
-            MIRI_SKIP.len()
-        );
-        let full = miri_args(true).join(" ");
-        assert!(full.ends_with("--lib --tests --"), "{full}");
     }
 
     #[test]
-    fn miri_skips_name_existing_conformance_modules() {
-        // A renamed module would make the skip a silent no-op (a slower run): keep them in sync.
+    fn miri_focused_names_existing_test_files_and_tests() {
+        // A renamed file or test would fail the run or make the skip a silent no-op.
+        for (krate, tests) in MIRI_FOCUSED {
+            for t in tests {
+                let path = root().join(krate).join("tests").join(format!("{t}.rs"));
+                assert!(path.exists(), "{}", path.display());
+            }
+        }
         let mut sources = String::new();
         for k in LIBRARIES {
-            let dir = root().join(k).join("tests");
-            for entry in std::fs::read_dir(&dir).unwrap() {
+            for entry in std::fs::read_dir(root().join(k).join("tests")).unwrap() {
                 sources += &std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
             }
         }
         for s in MIRI_SKIP {
-            let module = s.trim_end_matches("::");
-            assert!(sources.contains(&format!("mod {module} {{")), "{module}");
+            assert!(sources.contains(&format!("fn {s}(")), "{s}");
         }
     }
 

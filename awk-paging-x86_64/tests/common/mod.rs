@@ -33,6 +33,8 @@ pub fn within_for<T: Send + 'static>(
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
+    // Miri runs orders of magnitude slower: the guard is for deadlocks, not speed.
+    let timeout = if cfg!(miri) { timeout * 1000 } else { timeout };
     match rx.recv_timeout(timeout) {
         Ok(v) => v,
         Err(RecvTimeoutError::Timeout) => {

@@ -9,11 +9,13 @@ pub mod probe;
 pub mod selftest;
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use awk_paging::{
     Flags, FrameAllocator, OffsetPhysMem, PageSize, PageTable, PhyAddr, Policy, Tlb, VirtAddr,
 };
-use awk_paging_aarch64::{mmu, KernelTable, VaSize, A64};
+use awk_paging_aarch64::{cache, mmu, Half, KernelTable, VaSize, A64};
+use spin::Mutex;
 
 /// What a probe reports (shared with the x86_64 kernel).
 pub use crate::live::{Fault, FaultKind};
@@ -59,11 +61,53 @@ pub fn frame_pool() -> (u64, u64) {
     (start, start + POOL_BYTES)
 }
 
-static mut FRAMES: PoolFrames = PoolFrames;
+/// Frames of the tables built before the MMU comes on: the lowest and the highest frame the
+/// boot allocators handed out, so [`mmu_on`] can clean and invalidate them to the point of
+/// coherency before the (cacheable) walker reads them.
+static BOOT_LO: AtomicU64 = AtomicU64::new(u64::MAX);
+static BOOT_HI: AtomicU64 = AtomicU64::new(0);
+
+/// The frame pool, recording the range of the frames it hands out (for [`mmu_on`]'s cache
+/// clean; the range only matters until the MMU is on).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BootFrames;
+
+// SAFETY: delegates to the pool.
+unsafe impl FrameAllocator for BootFrames {
+    fn allocate_frame(&mut self) -> Option<PhyAddr> {
+        let f = PoolFrames.allocate_frame()?;
+        BOOT_LO.fetch_min(f.as_u64(), Ordering::Relaxed);
+        BOOT_HI.fetch_max(f.as_u64(), Ordering::Relaxed);
+        Some(f)
+    }
+
+    unsafe fn deallocate_frame(&mut self, frame: PhyAddr) {
+        // SAFETY: the caller's guarantee.
+        unsafe { PoolFrames.deallocate_frame(frame) }
+    }
+}
+
+static mut FRAMES: BootFrames = BootFrames;
+
+/// The TTBR1 (upper-half) table `mmu_on` enables, for tests of the upper half.
+pub type UpperTable = PageTable<A64, OffsetPhysMem, BootFrames, &'static (dyn Tlb + Sync)>;
+
+static UPPER: Mutex<Option<UpperTable>> = Mutex::new(None);
+
+/// Upper-half addresses: TTBR1, 48-bit VA (`0xffff_0000_0000_0000 ..`).
+pub const UPPER_WINDOW: u64 = 0xffff_8000_0000_0000;
+
+/// Lends out the TTBR1 table (`None` before [`mmu_on`]).
+pub fn with_upper_table<R>(f: impl FnOnce(&mut UpperTable) -> R) -> Option<R> {
+    UPPER.lock().as_mut().map(f)
+}
 
 /// Builds the kernel's identity map with the crate (RAM as write-back 2 MiB blocks, the UART
-/// block as device memory), turns the MMU on with [`mmu::enable`], and returns the table for the
-/// static API.
+/// block as device memory) and an empty TTBR1 table for the upper half, cleans and invalidates
+/// the tables' frames to the point of coherency (they were written with the MMU and caches off;
+/// the walker will read them as write-back memory), turns the MMU on with [`mmu::enable`]
+/// (TTBR0 = identity map, TTBR1 = upper table, 48-bit VA both), and returns the TTBR0 table for
+/// the static API; the TTBR1 table is kept for [`with_upper_table`].
 ///
 /// RAM is mapped writable *and* executable (the image's sections are not split up here), which
 /// the table's policy is told to allow for those mappings only; afterwards W^X applies again.
@@ -109,8 +153,29 @@ pub fn mmu_on(tlb: &'static (dyn Tlb + Sync)) -> Result<KernelTable, &'static st
     .flush();
     // Everything mapped from now on follows W^X again.
     pt.set_policy(Policy::default());
-    // SAFETY: the tables identity-map this code, its stack and data, and the UART.
-    unsafe { mmu::enable(pt.root(), VaSize::Bits48, 0) }.map_err(|_| "mmu::enable")?;
+    let upper = PageTable::new(
+        A64::new(VaSize::Bits48, Half::Upper),
+        // SAFETY: RAM is identity-mapped (and the MMU still off).
+        unsafe { OffsetPhysMem::new(0) },
+        BootFrames,
+        tlb,
+    )
+    .map_err(|_| "TTBR1 root table")?;
+    let (lo, hi) = (
+        BOOT_LO.load(Ordering::Relaxed),
+        BOOT_HI.load(Ordering::Relaxed),
+    );
+    if lo <= hi {
+        // SAFETY: the MMU is off: every address is accessible, VA = PA.
+        unsafe { cache::clean_invalidate_to_poc(VirtAddr::new(lo), hi + 4096 - lo) }
+            .map_err(|_| "clean the tables")?;
+    }
+    let config =
+        mmu::Config::new(pt.root(), VaSize::Bits48).with_upper(upper.root(), VaSize::Bits48);
+    // SAFETY: the TTBR0 tables identity-map this code, its stack and data, and the UART; their
+    // frames are clean to the PoC.
+    unsafe { mmu::enable(&config) }.map_err(|_| "mmu::enable")?;
+    *UPPER.lock() = Some(upper);
     Ok(pt)
 }
 

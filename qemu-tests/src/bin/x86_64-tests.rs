@@ -133,6 +133,29 @@ fn hardware_walked_entries_for_all_flags() -> Result<(), Failure> {
     Ok(())
 }
 
+/// `live::remap_visible_after_flush_all` with CR4.PGE on and `Invlpg::flush_all` called
+/// directly (not the live table's hook, so the test passes in the `no-tlb-flush` build too), so
+/// it takes the PGE-toggle path — the boot code leaves PGE off, the plain run covers the CR3
+/// reload — and with CR4 checked afterwards (the toggle restores it). CR4 is restored at the
+/// end.
+fn flush_all_with_global_pages_enabled() -> Result<(), Failure> {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    let before = Cr4::read();
+    // SAFETY: enabling global pages changes no translation (no entry has G set yet).
+    unsafe { Cr4::write(before | Cr4Flags::PAGE_GLOBAL) };
+    let result = live::remap_visible_after::<Pc>(12, |_, _| awk_paging_x86_64::Invlpg.flush_all());
+    let after = Cr4::read();
+    // SAFETY: back to the boot value.
+    unsafe { Cr4::write(before) };
+    result?;
+    ensure_eq!(
+        after,
+        before | Cr4Flags::PAGE_GLOBAL,
+        "CR4 after flush_all's PGE toggle"
+    );
+    Ok(())
+}
+
 const LIVE: &[Test] = &[
     Test {
         name: "live::instance_api_huge_page_lifecycle",
@@ -149,6 +172,18 @@ const LIVE: &[Test] = &[
     Test {
         name: "live::remap_visible_after_flush",
         run: live::remap_visible_after_flush::<Pc>,
+    },
+    Test {
+        name: "live::remap_visible_after_flush_all",
+        run: live::remap_visible_after_flush_all::<Pc>,
+    },
+    Test {
+        name: "live::remap_visible_after_flush_page",
+        run: live::remap_visible_after_flush_page::<Pc>,
+    },
+    Test {
+        name: "x86_64::flush_all_with_global_pages_enabled",
+        run: flush_all_with_global_pages_enabled,
     },
     Test {
         name: "live::unmapped_page_faults",

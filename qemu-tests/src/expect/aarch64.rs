@@ -60,3 +60,31 @@ pub const TABLE: [Result<u64, FlagsError>; 32] = [
     Ok(K | DEV | PXN | UXN),      // 30
     DX,                           // 31
 ];
+
+/// The MAIR_EL1 `Attr<n>` byte for each AttrIndx value above, from the Arm ARM's MAIR_EL1
+/// description (high nibble outer, low nibble inner): 0 = `0xff` Normal write-back
+/// non-transient read/write-allocate, 1 = `0xaa` Normal write-through non-transient
+/// read-allocate, 2 = `0x44` Normal non-cacheable, 3 = `0x04` Device-nGnRE, 4 = `0x00`
+/// Device-nGnRnE. Not derived from the crate's `mair` table: what the MMU reports (PAR_EL1.ATTR)
+/// is compared with these.
+pub const ATTR: [u8; 5] = [0xff, 0xaa, 0x44, 0x04, 0x00];
+
+/// MAIR_EL1 as the bytes above make it (`Attr<n>` in bits 8n+7:8n, Attr5..7 unused = 0).
+pub const MAIR_EL1: u64 = u64::from_le_bytes([0xff, 0xaa, 0x44, 0x04, 0x00, 0x00, 0x00, 0x00]);
+
+/// The complete SCTLR_EL1 value after `mmu::enable`, bit by bit from the register description:
+/// M (0), C (2), SA (3), SA0 (4), ITD (7), SED (8), EOS (11), I (12), TSCXT (20), EIS (22),
+/// SPAN (23), nTLSMD (28), LSMAOE (29); every other bit 0.
+pub const SCTLR_EL1: u64 = 1 << 29
+    | 1 << 28
+    | 1 << 23
+    | 1 << 22
+    | 1 << 20
+    | 1 << 12
+    | 1 << 11
+    | 1 << 8
+    | 1 << 7
+    | 1 << 4
+    | 1 << 3
+    | 1 << 2
+    | 1;
