@@ -118,6 +118,26 @@ pub fn range_reclaim_frees_only_after_the_flush<A: Arch>(
             return Err(format!("stale walk reaches {seen:?} at {v:?}"));
         }
     }
+    // A small unmap (below the full-flush threshold) that empties tables: the invalidation
+    // must reach walk caches (a leaf-only one would leave the freed tables reachable).
+    let lone = va(spec, (1 << 30) + 0x1000_0000); // inside the window; its own leaf table
+    map_range(&mut pt, lone, pa(spec, 0), 0x1000, PageSize::Size4K)?;
+    if cpu(&tlb, &mem, &pt, lone).is_none() {
+        return Err(String::from("CPU at the lone page"));
+    }
+    let fulls = tlb.full_flushes();
+    let mut g = pt.gather();
+    // SAFETY: emulated tables.
+    let r = unsafe { pt.unmap_range(lone, 0x1000, &mut g, |_| {}) };
+    if g.flushes_all() {
+        return Err(String::from("one page must not need a full flush"));
+    }
+    pt.finish(g).map_err(|_| String::from("gather refused"))?;
+    r.map_err(|e| format!("unmap_range: {e}"))?;
+    clean(&t, "unmap_range of a lone page")?;
+    if tlb.full_flushes() != fulls {
+        return Err(String::from("a lone page was flushed with a full flush"));
+    }
     // SAFETY: emulated tables.
     unsafe { pt.destroy() };
     clean(&t, "destroy")
