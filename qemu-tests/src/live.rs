@@ -166,7 +166,7 @@ pub fn remap_visible_after<M: Machine>(
     );
     let remapped = M::Mapper::with_table(|t| {
         // SAFETY: test window; nothing relies on the old mapping.
-        let (gone, token) = unsafe { t.unmap(v) }.map_err(|_| "unmap")?;
+        let (gone, token) = unsafe { t.unmap(v, PageSize::Size4K) }.map_err(|_| "unmap")?;
         // The unmap's own invalidation is skipped on purpose: `flush` below must cover it.
         token.ignore();
         // SAFETY: as above; a fresh data frame.
@@ -176,7 +176,7 @@ pub fn remap_visible_after<M: Machine>(
         flush(t.tlb(), v);
         Ok::<_, &str>(gone.frame)
     });
-    ensure_eq!(remapped, Some(Ok(f1)), "unmap, map, flush");
+    ensure_eq!(remapped, Ok(Ok(f1)), "unmap, map, flush");
     ensure_eq!(
         probe::read(v.as_u64()),
         Ok(0xb22b),

@@ -220,7 +220,7 @@ fn ttbr1_upper_half() -> Result<(), Failure> {
     );
     let gone = with_upper_table(|t| {
         // SAFETY: nothing uses the page any more.
-        unsafe { t.unmap(v) }.map(|(gone, token)| {
+        unsafe { t.unmap(v, PageSize::Size4K) }.map(|(gone, token)| {
             token.flush();
             gone.frame
         })
@@ -248,9 +248,9 @@ fn memory_type_change_with_cache_maintenance() -> Result<(), Failure> {
     let changed = AArch64::with_table(|t| {
         // SAFETY: test window; nothing else maps the frame cacheably but the identity map,
         // which the test does not touch until the maintenance is done.
-        unsafe { t.update_flags(v, uncached) }.map(|token| token.flush())
+        unsafe { t.update_flags(v, PageSize::Size4K, uncached) }.map(|token| token.flush())
     });
-    ensure_eq!(changed, Some(Ok(())), "update_flags to non-cacheable");
+    ensure_eq!(changed, Ok(Ok(())), "update_flags to non-cacheable");
     // SAFETY: the page is mapped.
     let cleaned = unsafe { cache::clean_invalidate_to_poc(v, 4096) };
     ensure_eq!(cleaned, Ok(()), "clean and invalidate to PoC");
