@@ -34,6 +34,15 @@ pub fn free_frames() -> usize {
     POOL.lock().len
 }
 
+/// The frame the `(n + 1)`-th next allocation will return (the pool is a stack: the last frame
+/// freed is the next one handed out), if the pool holds that many. Lets a test know in advance
+/// which frames an operation will take, and recognise a freed frame when it comes back.
+pub fn upcoming(n: usize) -> Option<PhyAddr> {
+    let p = POOL.lock();
+    let i = p.len.checked_sub(n + 1)?;
+    Some(PhyAddr::new(u64::from(p.free[i]) << 12))
+}
+
 /// Takes one frame for data (not for a page table).
 pub fn data_frame() -> Option<PhyAddr> {
     PoolFrames.allocate_frame()

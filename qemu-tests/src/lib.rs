@@ -23,6 +23,8 @@ pub mod expect {
 #[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod bare_harness;
 #[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod demo;
+#[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod frames;
 #[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod live;

@@ -72,8 +72,8 @@ impl Arch {
         }
     }
 
-    /// QEMU arguments common to every kernel of the architecture (the machine comes from the
-    /// kernel's row; `-kernel` is appended last).
+    /// QEMU arguments common to every kernel of the architecture (the machine, the memory size
+    /// and any extra arguments come from the kernel's row; `-kernel` is appended last).
     pub fn base_args(self) -> &'static [&'static str] {
         match self {
             // The kernel exits by writing v to port 0xf4: QEMU then exits with (v << 1) | 1.
@@ -81,8 +81,6 @@ impl Arch {
             Arch::X86_64 => &[
                 "-accel",
                 "tcg",
-                "-m",
-                "256M",
                 "-display",
                 "none",
                 "-serial",
@@ -97,8 +95,6 @@ impl Arch {
                 "cortex-a72",
                 "-accel",
                 "tcg",
-                "-m",
-                "256M",
                 "-display",
                 "none",
                 "-serial",
@@ -144,6 +140,10 @@ pub struct Kernel {
     pub arch: Arch,
     /// QEMU's `-machine` value.
     pub machine: &'static str,
+    /// QEMU's `-m` value (RAM size).
+    pub memory: &'static str,
+    /// Further QEMU arguments of this boot alone (e.g. a `-cpu` with other features).
+    pub extra: &'static [&'static str],
     /// Prefix of printed test names (`[x86_64] test ...`); unique per row.
     pub label: &'static str,
     pub mode: Mode,
@@ -158,16 +158,24 @@ const TEST_ONLY: Mode = Mode::Test {
 const X86: Arch = Arch::X86_64;
 const ARM: Arch = Arch::Aarch64;
 
+/// No extra QEMU arguments.
+const NONE: &[&str] = &[];
+/// The demos map all RAM with one call: 1 GiB + 256 MiB of it is one 1 GiB page and 128 2 MiB
+/// pages (x86: RAM from 0; AArch64 `virt`: from 1 GiB).
+const DEMO_RAM: &str = "1280M";
+/// QEMU's default x86 CPU (`qemu64`) with 1 GiB pages (CPUID `pdpe1gb`), for the x86 demo.
+const X86_1G: &[&str] = &["-cpu", "qemu64,+pdpe1gb"];
+
 #[rustfmt::skip]
 /// Every kernel boot: adding one is one line here plus its `[[bin]]` in `qemu-tests`.
 pub const KERNELS: &[Kernel] = &[
-    //       bin                   arch       machine                           label                mode
-    Kernel { bin: "x86_64-tests",  arch: X86, machine: "microvm",                label: "x86_64",      mode: TEST },
-    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   label: "aarch64",     mode: TEST },
+    //       bin                   arch       machine                           memory              extra          label                mode
+    Kernel { bin: "x86_64-tests",  arch: X86, machine: "microvm",                memory: "256M",    extra: NONE,   label: "x86_64",      mode: TEST },
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   memory: "256M",    extra: NONE,   label: "aarch64",     mode: TEST },
     // The same kernel entered at EL2 (it drops to EL1 itself).
-    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt,virtualization=on", label: "aarch64/el2", mode: TEST_ONLY },
-    Kernel { bin: "x86_64-demo",   arch: X86, machine: "microvm",                label: "x86_64",      mode: Mode::Demo },
-    Kernel { bin: "aarch64-demo",  arch: ARM, machine: "virt",                   label: "aarch64",     mode: Mode::Demo },
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt,virtualization=on", memory: "256M",    extra: NONE,   label: "aarch64/el2", mode: TEST_ONLY },
+    Kernel { bin: "x86_64-demo",   arch: X86, machine: "microvm",                memory: DEMO_RAM,  extra: X86_1G, label: "x86_64",      mode: Mode::Demo },
+    Kernel { bin: "aarch64-demo",  arch: ARM, machine: "virt",                   memory: DEMO_RAM,  extra: NONE,   label: "aarch64",     mode: Mode::Demo },
 ];
 
 impl Kernel {
@@ -196,6 +204,8 @@ impl Kernel {
     pub fn qemu_args(&self) -> Vec<String> {
         let mut args = vec!["-machine".to_string(), self.machine.to_string()];
         args.extend(self.arch.base_args().iter().map(|s| s.to_string()));
+        args.extend(["-m".to_string(), self.memory.to_string()]);
+        args.extend(self.extra.iter().map(|s| s.to_string()));
         args.push("-kernel".into());
         args.push(self.elf().display().to_string());
         args
@@ -253,6 +263,13 @@ mod tests {
         assert_eq!(Arch::from_name("riscv64"), None);
         let args = KERNELS[2].qemu_args();
         assert_eq!(args[..2], ["-machine", "virt,virtualization=on"]);
+        assert_eq!(args.iter().filter(|a| *a == "-m").count(), 1);
+        assert!(args.windows(2).any(|w| w == ["-m", "256M"]));
+        let demo = select(false, Some(Arch::X86_64))
+            .next()
+            .unwrap()
+            .qemu_args();
+        assert!(demo.windows(2).any(|w| w == ["-cpu", "qemu64,+pdpe1gb"]));
         assert_eq!(args[args.len() - 2], "-kernel");
         assert!(args
             .last()

@@ -5,6 +5,7 @@
 mod boot;
 pub mod console;
 pub mod exceptions;
+pub mod fdt;
 pub mod probe;
 pub mod selftest;
 
@@ -32,7 +33,8 @@ extern "C" {
     static __kernel_end: u8;
 }
 
-/// RAM of QEMU virt with `-m 256M`.
+/// RAM of QEMU virt with `-m 256M` (the test kernels'; more RAM stays unused, except by the
+/// demo, which reads the size from the DTB: [`fdt::ram`]).
 pub const RAM: (u64, u64) = (0x4000_0000, 0x5000_0000);
 /// The PL011's 2 MiB block.
 pub const UART_BLOCK: u64 = 0x0900_0000;

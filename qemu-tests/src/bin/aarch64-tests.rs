@@ -220,7 +220,7 @@ fn ttbr1_upper_half() -> Result<(), Failure> {
     );
     let gone = with_upper_table(|t| {
         // SAFETY: nothing uses the page any more.
-        unsafe { t.unmap(v) }.map(|(gone, token)| {
+        unsafe { t.unmap(v, PageSize::Size4K) }.map(|(gone, token)| {
             token.flush();
             gone.frame
         })
@@ -248,9 +248,9 @@ fn memory_type_change_with_cache_maintenance() -> Result<(), Failure> {
     let changed = AArch64::with_table(|t| {
         // SAFETY: test window; nothing else maps the frame cacheably but the identity map,
         // which the test does not touch until the maintenance is done.
-        unsafe { t.update_flags(v, uncached) }.map(|token| token.flush())
+        unsafe { t.update_flags(v, PageSize::Size4K, uncached) }.map(|token| token.flush())
     });
-    ensure_eq!(changed, Some(Ok(())), "update_flags to non-cacheable");
+    ensure_eq!(changed, Ok(Ok(())), "update_flags to non-cacheable");
     // SAFETY: the page is mapped.
     let cleaned = unsafe { cache::clean_invalidate_to_poc(v, 4096) };
     ensure_eq!(cleaned, Ok(()), "clean and invalidate to PoC");
@@ -268,10 +268,161 @@ fn memory_type_change_with_cache_maintenance() -> Result<(), Failure> {
     Ok(())
 }
 
+/// The contiguous hint on the live table: `map_range` of 33 pages (64 KiB-aligned VA and PA)
+/// sets bit 52 on the two complete runs of 16 and not on the 33rd page; the MMU translates
+/// every page (`AT S1E1R` → PAR_EL1.PA) and reads go through. `protect_range` of one page of
+/// the first run to read-only unhints that whole run (break-before-make on all 16 entries) and
+/// leaves the second run hinted; the page is read-only (a write probe faults with a permission
+/// fault although the TLB held it writable; `AT S1E1W` reports a level-3 permission fault,
+/// `AT S1E1R` still translates), its content unchanged, its neighbours read, write and
+/// translate for writing.
+fn contiguous_hint_map_and_protect() -> Result<(), Failure> {
+    use awk_paging_aarch64::descriptor::bits::CONTIGUOUS;
+    const PAGES: u64 = 33;
+    const RO_PAGE: u64 = 5;
+    // 64 KiB-aligned, at QUIET_PAGE (see there).
+    let off = live::QUIET_PAGE * 0x1000;
+    let (v, pa) = (
+        VirtAddr::new(live::gib(5).as_u64() + off),
+        Virt::SPARE_2M + off,
+    );
+    let page = |i: u64| VirtAddr::new(v.as_u64() + i * 0x1000);
+    let marker = |i: u64| 0xc0_7000_0000 + i;
+    for i in 0..PAGES {
+        ensure!(
+            probe::write(pa + i * 0x1000, marker(i)).is_ok(),
+            "fill page {i} through the identity map"
+        );
+    }
+    let before = qemu_tests::frames::free_frames();
+    live::map_range::<Virt>(
+        v,
+        PhyAddr::new(pa),
+        PAGES * 0x1000,
+        Flags::RW,
+        PageSize::Size1G,
+    )?;
+    // (level, hinted) of each page's leaf.
+    let hint = |i: u64| {
+        AArch64::with_table(|t| {
+            t.raw_entry(page(i))
+                .map(|(level, raw)| (level, raw & CONTIGUOUS != 0))
+        })
+    };
+    for i in 0..PAGES {
+        ensure_eq!(
+            hint(i),
+            Ok(Ok((0, i < 32))),
+            "page {i}: 4 KiB, hinted iff in a complete run"
+        );
+        let par = at(page(i), false);
+        ensure_eq!(
+            (par & 1, par & 0x0000_ffff_ffff_f000),
+            (0, pa + i * 0x1000),
+            "page {i}: AT S1E1R"
+        );
+        ensure_eq!(
+            probe::read(page(i).as_u64()),
+            Ok(marker(i)),
+            "page {i}: read through the run"
+        );
+    }
+    let ro = page(RO_PAGE);
+    // The TLB holds the page writable.
+    ensure_eq!(
+        probe::write(ro.as_u64() + 8, 0x77),
+        Ok(()),
+        "write before protect"
+    );
+    live::protect_range::<Virt>(ro, 0x1000, Flags::RO)?;
+    for i in 0..PAGES {
+        ensure_eq!(
+            hint(i),
+            Ok(Ok((0, (16..32).contains(&i)))),
+            "page {i}: the first run unhinted, the second kept"
+        );
+    }
+    match probe::write(ro.as_u64() + 0x10, 0xbad) {
+        Err(f) => ensure_eq!(
+            (f.addr, f.kind),
+            (ro.as_u64() + 0x10, live::FaultKind::WriteDenied),
+            "write to the protected page"
+        ),
+        Ok(()) => qemu_tests::fail!("wrote to the page protected read-only"),
+    }
+    ensure_eq!(
+        (probe::read(ro.as_u64()), probe::read(ro.as_u64() + 8)),
+        (Ok(marker(RO_PAGE)), Ok(0x77)),
+        "protected page's content"
+    );
+    let w = at(ro, true);
+    ensure_eq!(
+        (w & 1, (w >> 1) & 0x3f),
+        (1, 0b00_1111),
+        "AT S1E1W on the protected page: permission fault, level 3 (PAR_EL1.F, FST)"
+    );
+    let r = at(ro, false);
+    ensure_eq!(
+        (r & 1, r & 0x0000_ffff_ffff_f000),
+        (0, pa + RO_PAGE * 0x1000),
+        "AT S1E1R on the protected page"
+    );
+    for i in (0..16).filter(|&i| i != RO_PAGE) {
+        let w = at(page(i), true);
+        ensure_eq!(
+            (w & 1, w & 0x0000_ffff_ffff_f000),
+            (0, pa + i * 0x1000),
+            "neighbour {i}: AT S1E1W"
+        );
+        ensure_eq!(
+            probe::write(page(i).as_u64() + 8, 0x100 + i),
+            Ok(()),
+            "neighbour {i}: write"
+        );
+        ensure_eq!(
+            probe::read(pa + i * 0x1000 + 8),
+            Ok(0x100 + i),
+            "neighbour {i}: the write reached its frame"
+        );
+        ensure_eq!(
+            probe::read(page(i).as_u64()),
+            Ok(marker(i)),
+            "neighbour {i}: read"
+        );
+    }
+    ensure_eq!(
+        live::unmap_range::<Virt>(v, PAGES * 0x1000)?,
+        PAGES as usize,
+        "pages unmapped"
+    );
+    ensure_eq!(
+        qemu_tests::frames::free_frames(),
+        before,
+        "tables reclaimed"
+    );
+    Ok(())
+}
+
 const LIVE: &[Test] = &[
     Test {
         name: "live::instance_api_huge_page_lifecycle",
         run: live::instance_api_huge_page_lifecycle::<Virt>,
+    },
+    Test {
+        name: "live::protect_range_splits_live_huge_page",
+        run: live::protect_range_splits_live_huge_page::<Virt>,
+    },
+    Test {
+        name: "live::unmap_range_reclaimed_table_is_not_walked",
+        run: live::unmap_range_reclaimed_table_is_not_walked::<Virt>,
+    },
+    Test {
+        name: "live::map_range_alloc_then_unmap_range_free",
+        run: live::map_range_alloc_then_unmap_range_free::<Virt>,
+    },
+    Test {
+        name: "live::contiguous_hint_map_and_protect",
+        run: contiguous_hint_map_and_protect,
     },
     Test {
         name: "live::write_then_read_both_ways",

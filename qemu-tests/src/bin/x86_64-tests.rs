@@ -162,6 +162,18 @@ const LIVE: &[Test] = &[
         run: live::instance_api_huge_page_lifecycle::<Pc>,
     },
     Test {
+        name: "live::protect_range_splits_live_huge_page",
+        run: live::protect_range_splits_live_huge_page::<Pc>,
+    },
+    Test {
+        name: "live::unmap_range_reclaimed_table_is_not_walked",
+        run: live::unmap_range_reclaimed_table_is_not_walked::<Pc>,
+    },
+    Test {
+        name: "live::map_range_alloc_then_unmap_range_free",
+        run: live::map_range_alloc_then_unmap_range_free::<Pc>,
+    },
+    Test {
         name: "live::write_then_read_both_ways",
         run: live::write_then_read_both_ways::<Pc>,
     },
