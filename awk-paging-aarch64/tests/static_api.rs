@@ -158,7 +158,7 @@ fn seed_api_errors_instead_of_deadlocks() {
                 let start = Arc::clone(&start);
                 std::thread::spawn(move || {
                     start.wait(); // at once: the lock is contended
-                    // Under Miri (which interprets every step), a few rounds prove the same.
+                                  // Under Miri (which interprets every step), a few rounds prove the same.
                     let rounds = if cfg!(miri) { 32 } else { 8 * 512 };
                     for i in (0..512u64).cycle().take(rounds) {
                         let v = VirtAddr::new(0x2_0000_0000 + t * 0x4000_0000 + i * 0x1000);
