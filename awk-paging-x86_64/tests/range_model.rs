@@ -20,7 +20,10 @@ fn check(base: u64) {
     eprintln!("{stats:?}");
     assert_eq!(stats.sequences, sequences());
     // Enough sequences always hit conflicts, injected failures and splits.
-    assert!(sequences() < 100 || (stats.errors > 0 && stats.splits > 0), "{stats:?}");
+    assert!(
+        sequences() < 100 || (stats.errors > 0 && stats.splits > 0),
+        "{stats:?}"
+    );
 }
 
 #[test]

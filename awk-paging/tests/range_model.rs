@@ -24,5 +24,8 @@ fn emu_format_agrees_with_the_model() {
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{stats:?}");
     // Enough sequences always hit conflicts, injected failures and splits.
-    assert!(sequences() < 100 || (stats.errors > 0 && stats.splits > 0), "{stats:?}");
+    assert!(
+        sequences() < 100 || (stats.errors > 0 && stats.splits > 0),
+        "{stats:?}"
+    );
 }
