@@ -9,7 +9,10 @@
 //! peer.
 //!
 //! Arguments (after `--`): `--smoke` (small workloads, one round: checks that everything runs
-//! and every result is right, in seconds), `--rounds N`.
+//! and every result is right, in seconds), `--rounds N`, `--only NAME` (only the columns whose
+//! name contains NAME) and `--workload K` (only the K-th workload: 0..4 = 4 KiB sequential,
+//! 4 KiB scattered, 2 MiB sequential, 2 MiB scattered), e.g. to profile one implementation
+//! with `perf record`.
 //!
 //! Implementations: awk-paging (`X86_64`, `A64` regimes), the `x86_64` crate
 //! ([`x86_crate`]), `page_table_multiarch` with its x86_64 entry and with an AArch64 entry
@@ -118,6 +121,18 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|r| r.parse().expect("--rounds N"))
         .unwrap_or(if smoke { 1 } else { 21 });
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_default();
+    let wanted = |name: &str| name.contains(only.as_str());
+    let workload_only: Option<usize> = args
+        .iter()
+        .position(|a| a == "--workload")
+        .and_then(|i| args.get(i + 1))
+        .map(|k| k.parse().expect("--workload K"));
 
     arena::init();
     seed::install();
@@ -166,7 +181,10 @@ fn main() {
     let started = std::time::Instant::now();
     for r in 0..=rounds {
         let keep = r > 0; // round 0 warms up
-        for (order, w) in &workloads {
+        for (k, (order, w)) in workloads.iter().enumerate() {
+            if workload_only.is_some_and(|only| only != k) {
+                continue;
+            }
             let (size, order) = (w.size, *order);
             let pages = w.pages() as f64;
             let huge = usize::from(size == Size::M2);
@@ -197,7 +215,7 @@ fn main() {
                     t.as_nanos() as f64,
                 );
             }
-            for s in &subjects {
+            for s in subjects.iter().filter(|s| wanted(s.name)) {
                 for (outlined, shape) in [(0, report::INLINED), (1, report::OUTLINED)] {
                     let res = (s.rounds[huge][outlined])(w);
                     for (op, t) in Op::ALL.iter().zip(res.times) {
@@ -216,7 +234,7 @@ fn main() {
                 }
             }
             if size == Size::K4 {
-                for (name, f) in &seeds {
+                for (name, f) in seeds.iter().filter(|s| wanted(s.0)) {
                     let res = f(w);
                     for (op, t) in Op::ALL.iter().zip(res.times) {
                         record(
@@ -231,7 +249,7 @@ fn main() {
                 }
             }
             if order == Order::Sequential {
-                for (name, f) in &ranges {
+                for (name, f) in ranges.iter().filter(|s| wanted(s.0)) {
                     let res = f(w);
                     let ops = ["map_range", "protect_range", "unmap_range"];
                     for (op, t) in ops.into_iter().zip(res.times) {

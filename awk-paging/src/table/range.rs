@@ -481,7 +481,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             c.slot.store(&self.mem, c.raw, 0);
         }
         // The walk cache may point into the detached table.
-        self.leaf_table.set(None);
+        self.walk.clear();
         // Any address the table translated names its walk-cache entries; the first one of the
         // range coincides with the leaf invalidations before it, so the gather merges them.
         gather.invalidate(self.va_at(c.piece.start), PageSize::Size4K, true);
