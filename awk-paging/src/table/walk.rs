@@ -127,28 +127,93 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// table the walk cache holds for `va` (not below `stop`) and recording the tables it
     /// passes.
     ///
-    /// Inline: the common cases, where the cached leaf table (4 KiB pages) or the cached table
-    /// of 2 MiB entries (2 MiB pages) covers `va` and its entry ends the walk; each is probed
-    /// with its level known, so the decoding folds. Everything else is [`walk`](Self::walk).
+    /// Inline ([`cached_walk`](Self::cached_walk)): walks that start at the cached leaf table,
+    /// table of 2 MiB entries or table of 1 GiB entries, each level probed with the level
+    /// known, so the decoding folds. Everything else is [`walk`](Self::walk).
     #[inline(always)]
     pub(crate) fn find_to(&self, va: VirtAddr, stop: u8) -> Result<Hit, WalkError> {
+        if let Some(hit) = self.cached_walk(va, stop) {
+            return Ok(hit);
+        }
+        let top = usize::from(self.arch.levels().saturating_sub(1));
+        let depth = self.walk(va, stop)?;
+        Ok(self.probe(va, depth, (top - depth) as u8))
+    }
+
+    /// [`find_to`](Self::find_to) from the cached leaf table, table of 2 MiB entries or table
+    /// of 1 GiB entries covering `va` (the deepest), descending through at most the two levels
+    /// below it and recording what it enters; `None` where the cache does not cover `va` at one
+    /// of those levels or the walk meets anything [`walk`](Self::walk) must handle (an entry
+    /// back into the path, an unreachable table, a table entry in a leaf table).
+    #[inline(always)]
+    fn cached_walk(&self, va: VirtAddr, stop: u8) -> Option<Hit> {
         let top = usize::from(self.arch.levels().saturating_sub(1));
         let c = &self.walk;
         let (len, same) = (c.len.get(), va.as_u64() ^ c.va.get());
-        // The leaf table (depth `top`), then the table of 2 MiB entries (depth `top - 1`).
+        let table = |h: &Hit| matches!(h.entry, Entry::Table(_));
         if stop == 0 && top >= 1 && len == top + 1 && same >> table_shift(0) == 0 {
+            // The cached leaf table covers `va`.
             let hit = self.probe(va, top, 0);
-            if !matches!(hit.entry, Entry::Table(_)) {
-                return Ok(hit);
+            return (!table(&hit)).then_some(hit);
+        }
+        if top < 2 || stop > 1 {
+            return None;
+        }
+        if len < top || same >> table_shift(1) != 0 {
+            // Not the cached table of 2 MiB entries: the table of 1 GiB entries, one level up.
+            if len + 1 < top || same >> table_shift(2) != 0 {
+                return None;
             }
-        } else if stop <= 1 && top >= 2 && len >= top && same >> table_shift(1) == 0 {
-            let hit = self.probe(va, top - 1, 1);
-            if !matches!(hit.entry, Entry::Table(_)) || stop == 1 {
-                return Ok(hit);
+            let hit = self.probe(va, top - 2, 2);
+            let Entry::Table(next) = hit.entry else {
+                return Some(hit);
+            };
+            if !self.descend(va, top - 2, hit.raw, next) {
+                return None;
             }
         }
-        let depth = self.walk(va, stop)?;
-        Ok(self.probe(va, depth, (top - depth) as u8))
+        // The table of 2 MiB entries covering `va` is cached now.
+        let hit = self.probe(va, top - 1, 1);
+        match hit.entry {
+            Entry::Table(next) if stop == 0 => {
+                if !self.descend(va, top - 1, hit.raw, next) {
+                    return None;
+                }
+            }
+            _ => return Some(hit),
+        }
+        let hit = self.probe(va, top, 0);
+        (!table(&hit)).then_some(hit)
+    }
+
+    /// Enters `next` (the table entry `raw` of the cached table at `depth` points to) for
+    /// `va`: records it at `depth + 1` and makes the path lead to `va`. `false` (nothing
+    /// recorded) if `next` is already on the path or cannot be reached: the full walk then
+    /// reports it.
+    #[inline(always)]
+    fn descend(&self, va: VirtAddr, depth: usize, raw: u64, next: PhyAddr) -> bool {
+        let c = &self.walk;
+        if depth + 1 >= MAX_LEVELS {
+            return false;
+        }
+        let mut k = 0;
+        while k <= depth {
+            if c.table[k].get() == next {
+                return false;
+            }
+            k += 1;
+        }
+        let Some(base) = self.mem.frame_ptr(next) else {
+            return false;
+        };
+        let level = self.arch.levels().saturating_sub(1) - depth as u8;
+        let limits = c.limits[depth]
+            .get()
+            .union(self.arch.table_limits(raw, level));
+        c.set(depth + 1, next, base.cast(), limits);
+        c.len.set(depth + 2);
+        c.va.set(va.as_u64());
+        true
     }
 
     /// The entry for `va` in the cached table at `depth` (at `level`), as a [`Hit`].
