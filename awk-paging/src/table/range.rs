@@ -488,6 +488,27 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         gather.push_table(child, c.level - 1);
     }
 
+    /// Whether the table at `table` (entries at `level`), of which `piece` was just emptied,
+    /// has no valid entry. The entries right after and right before the piece are looked at
+    /// first: one of them is usually still valid (a page-by-page unmap in either direction),
+    /// which answers without scanning the table.
+    fn table_is_empty_near(&self, table: PhyAddr, level: u8, piece: &Piece) -> bool {
+        let valid = |i: usize| {
+            Slot::of(&self.mem, table, i)
+                .is_some_and(|s| self.arch.decode(s.load(), level) != Entry::Invalid)
+        };
+        let shift = 12 + 9 * u32::from(level);
+        let span = entry_span(level + 1);
+        let index = |bits: u64| ((bits >> shift) & 0x1ff) as usize;
+        if piece.end - piece.base < span && valid(index(piece.end)) {
+            return false;
+        }
+        if piece.start > piece.base && valid(index(piece.start - 1)) {
+            return false;
+        }
+        self.table_is_empty(table, level)
+    }
+
     /// Whether the table at `table` (entries at `level`) has no valid entry.
     fn table_is_empty(&self, table: PhyAddr, level: u8) -> bool {
         (0..ENTRIES).all(|i| {
@@ -774,7 +795,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         child: PhyAddr,
     ) -> Result<(), Self::Error> {
         // A wholly covered table is empty now; a partly covered one may be.
-        if c.piece.whole(c.level) || pt.table_is_empty(child, c.level - 1) {
+        if c.piece.whole(c.level) || pt.table_is_empty_near(child, c.level - 1, &c.piece) {
             // Re-read: a split above changed the entry since the walker read it.
             let now = Chunk {
                 raw: c.slot.load(),

@@ -241,9 +241,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
         let hw = self.arch.hardware_updates_entries();
         let new = self.arch.leaf_entry(frame, hit.level, attrs);
-        // The entry may have gained restrictions pushed down by the widening: read it again,
-        // and unhint its contiguous run (one entry of it is about to change).
-        let current = self.unhint(hit.slot, hit.slot.load(), hit.level, va);
+        // The entry may have gained restrictions pushed down by the widening: read it again
+        // then; and unhint its contiguous run (one entry of it is about to change).
+        let raw = if widened { hit.slot.load() } else { hit.raw };
+        let current = self.unhint(hit.slot, raw, hit.level, va);
         if self.arch.needs_break_before_make(current, new, hit.level) {
             // Break (atomically, keeping what the hardware wrote), invalidate, then make.
             let old = if hw {
@@ -255,9 +256,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             self.tlb.flush_leaf(va);
             hit.slot
                 .store(&self.mem, 0, self.arch.keep_hardware_bits(old, new));
+        } else if hw {
+            hit.slot.modify(&self.mem, true, |old| {
+                self.arch.keep_hardware_bits(old, new)
+            });
         } else {
-            hit.slot
-                .modify(&self.mem, hw, |old| self.arch.keep_hardware_bits(old, new));
+            // Nothing else writes entries of this format: the entry still holds `current`.
+            let next = self.arch.keep_hardware_bits(current, new);
+            hit.slot.store(&self.mem, current, next);
         }
         Ok(if widened {
             Flush::page(self.tlb.clone(), va)
