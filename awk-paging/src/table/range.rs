@@ -319,7 +319,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if len == 0 {
             return Ok(());
         }
-        let mut count = CountSplits { tables: 0 };
+        let mut count = CountSplits {
+            tables: 0,
+            skip_whole: f.is_none(),
+        };
         self.walk_range(span.start, span.end, &mut count)
             .map_err(|e| self.unmap_error(e))?;
         let reserve = Reserve::take(&self.arch, &self.mem, &mut self.frames, count.tables)
@@ -388,7 +391,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if len == 0 {
             return Ok(());
         }
-        let mut count = CountSplits { tables: 0 };
+        let mut count = CountSplits {
+            tables: 0,
+            skip_whole: false,
+        };
         let conv = |pt: &Self, e: RangeError<MapError>| RangeError {
             at: pt.va_at(e.at.as_u64()),
             error: map_to_protect(e.error),
@@ -701,6 +707,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
 /// Pass 1 of `unmap_range` and `protect_range`: the tables splits will need.
 struct CountSplits {
     tables: usize,
+    /// Skip tables the range covers whole (`drop_range`, whose commit does not enter them).
+    skip_whole: bool,
 }
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for CountSplits {
@@ -715,6 +723,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                 }
                 Ok(Step::Next)
             }
+            // drop_range detaches a table it covers whole without walking it, and splits only
+            // happen to leaves the range covers in part, which such a table cannot hold:
+            // nothing to count (or check) below it. Other passes walk it, so this one does.
+            Entry::Table(_) if self.skip_whole && c.piece.whole(c.level) => Ok(Step::Next),
             Entry::Table(next) => Ok(Step::Into(next)),
         }
     }
