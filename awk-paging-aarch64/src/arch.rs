@@ -180,6 +180,18 @@ impl A64 {
     const BBM_FIELDS: u64 = OA_MASK | b::ATTR_INDX_MASK | b::SH_MASK | b::NG | b::CONTIGUOUS;
 }
 
+/// Why an address whose bits above the VA size read `top` (as a signed number) is not one of
+/// this half's: the other half's (all 0 or all 1), or neither.
+#[cold]
+#[inline(never)]
+fn va_error(top: i64) -> AddrError {
+    if top == 0 || top == -1 {
+        AddrError::OutOfRange
+    } else {
+        AddrError::NonCanonical
+    }
+}
+
 // SAFETY: `decode` only returns output addresses below 2^pa_bits (wider ones decode as invalid,
 // as the hardware raises an Address size fault for them) and decodes leaves with AF = 0 as
 // invalid (Access flag fault: hardware AF updates are off in this regime); encodings follow the
@@ -195,11 +207,16 @@ unsafe impl Arch for A64 {
 
     #[inline(always)]
     fn check_va(&self, va: VirtAddr) -> Result<(), AddrError> {
+        // The bits above the VA size: all 0 (TTBR0) or all 1 (TTBR1) for this half.
         let top = (va.as_u64() as i64) >> self.va.bits();
-        match (top, self.half) {
-            (0, Half::Lower) | (-1, Half::Upper) => Ok(()),
-            (0, Half::Upper) | (-1, Half::Lower) => Err(AddrError::OutOfRange),
-            _ => Err(AddrError::NonCanonical),
+        let want = match self.half {
+            Half::Lower => 0,
+            Half::Upper => -1,
+        };
+        if top == want {
+            Ok(())
+        } else {
+            Err(va_error(top))
         }
     }
 

@@ -8,10 +8,13 @@
 //!   `--no-flush` (or `XTASK_NO_FLUSH=1`) builds them with the `no-tlb-flush` negative control.
 //! - `cargo xtask miri [--full]`: the library tests under Miri (nightly, installed if missing).
 //! - `cargo xtask doc`, `cargo xtask package`: the rustdoc and `cargo package` steps alone.
+//! - `cargo xtask bench [--smoke] [--runs N]`: the comparison benchmark; writes BENCHMARKS.md
+//!   (`--smoke`: a few seconds, nothing written).
 //! - `cargo xtask install-qemu`: runs the QEMU install (Debian, as root) even if QEMU is present.
 //!
 //! Every command first installs what it needs ([`prereq::ensure`]).
 
+mod bench;
 mod prereq;
 mod qemu;
 mod report;
@@ -33,6 +36,7 @@ const USAGE: &str = "usage:
   cargo xtask miri [--full]                               library tests under Miri (nightly)
   cargo xtask doc                                         rustdoc of the libraries, -D warnings
   cargo xtask package                                     cargo package of the libraries
+  cargo xtask bench [--smoke] [--runs N]                  comparison benchmark -> BENCHMARKS.md
   cargo xtask install-qemu                                (re)run the Debian QEMU install
 environment: XTASK_NO_FLUSH=1 (same as --no-flush), XTASK_QEMU_TIMEOUT=<seconds per boot>";
 
@@ -45,6 +49,7 @@ enum Cmd {
     Miri { full: bool },
     Doc,
     Package,
+    Bench { smoke: bool, runs: usize },
     InstallQemu,
 }
 
@@ -65,7 +70,7 @@ impl Cmd {
                 ..Needs::default()
             },
             // Host builds only; install-qemu installs QEMU itself (even when present).
-            Cmd::Doc | Cmd::Package | Cmd::InstallQemu => Needs::default(),
+            Cmd::Doc | Cmd::Package | Cmd::Bench { .. } | Cmd::InstallQemu => Needs::default(),
         }
     }
 }
@@ -110,6 +115,24 @@ fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
             [f] if f == "--full" => Ok(Cmd::Miri { full: true }),
             _ => Err(format!("unknown arguments to miri: {}", flags.join(" "))),
         },
+        "bench" => {
+            let (mut smoke, mut runs) = (false, 3);
+            let mut it = flags.iter();
+            while let Some(f) = it.next() {
+                match f.as_str() {
+                    "--smoke" => smoke = true,
+                    "--runs" => {
+                        runs = it
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .filter(|&n| n > 0)
+                            .ok_or("--runs needs a positive number")?;
+                    }
+                    _ => return Err(format!("unknown argument to bench: {f}")),
+                }
+            }
+            Ok(Cmd::Bench { smoke, runs })
+        }
         "doc" if flags.is_empty() => Ok(Cmd::Doc),
         "package" if flags.is_empty() => Ok(Cmd::Package),
         "install-qemu" if flags.is_empty() => Ok(Cmd::InstallQemu),
@@ -170,6 +193,15 @@ fn main() -> ExitCode {
         }
         Cmd::Doc => steps::rustdoc(&mut tally),
         Cmd::Package => steps::package(&mut tally),
+        Cmd::Bench { smoke, runs } => {
+            let command = ["cargo", "xtask"]
+                .into_iter()
+                .map(String::from)
+                .chain(args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            bench::bench(&mut tally, smoke, runs, &command);
+        }
         Cmd::InstallQemu => unreachable!("handled above"),
     }
     finish(&tally)
@@ -233,6 +265,30 @@ mod tests {
         assert_eq!(p("doc"), Ok(Cmd::Doc));
         assert!(p("doc --open").is_err());
         assert_eq!(p("package"), Ok(Cmd::Package));
+        assert_eq!(
+            p("bench"),
+            Ok(Cmd::Bench {
+                smoke: false,
+                runs: 3
+            })
+        );
+        assert_eq!(
+            p("bench --smoke"),
+            Ok(Cmd::Bench {
+                smoke: true,
+                runs: 3
+            })
+        );
+        assert_eq!(
+            p("bench --runs 5"),
+            Ok(Cmd::Bench {
+                smoke: false,
+                runs: 5
+            })
+        );
+        assert!(p("bench --runs").is_err());
+        assert!(p("bench --runs 0").is_err());
+        assert!(p("bench --fast").is_err());
     }
 
     #[test]

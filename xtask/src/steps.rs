@@ -306,6 +306,12 @@ pub fn test(tally: &mut Tally, opts: TestOptions, ready: Ready) {
     header("host tests");
     test_suite(tally, "host tests", cargo().args(["test", "--workspace"]));
 
+    // The comparison benchmark in its smoke mode (a few seconds: small workloads, every result
+    // checked, call sites not folded), so it keeps compiling and stays right; the full run is
+    // `cargo xtask bench`.
+    header("benchmark smoke run");
+    crate::bench::bench(tally, true, 1, "cargo xtask bench --smoke");
+
     rustdoc(tally);
     package(tally);
 

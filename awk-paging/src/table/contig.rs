@@ -10,7 +10,7 @@
 use super::chunk::entry_span;
 use super::entry::Slot;
 use super::PageTable;
-use crate::arch::{Arch, Entry};
+use crate::arch::{Arch, ContiguousHint, Entry};
 use crate::{FrameAllocator, PhysMem, Tlb, VirtAddr};
 
 /// The longest run handled (AArch64's 4 KiB granule has 16; 16 KiB granule would need 128).
@@ -54,13 +54,19 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// carries the contiguous hint, clears the hint on its whole run: every entry of the run is
     /// made invalid, each invalidated, then written back without the hint. Returns what the
     /// entry holds afterwards.
+    #[inline(always)]
     pub(crate) fn unhint(&mut self, slot: Slot, raw: u64, level: u8, va: VirtAddr) -> u64 {
-        let Some(h) = self.arch.contiguous_hint(level) else {
-            return raw;
-        };
-        if raw & h.bit == 0 || h.entries > MAX_RUN {
-            return raw;
+        match self.arch.contiguous_hint(level) {
+            Some(h) if raw & h.bit != 0 && h.entries <= MAX_RUN => {
+                self.unhint_run(slot, level, va, h)
+            }
+            _ => raw,
         }
+    }
+
+    /// [`unhint`](Self::unhint) of a hinted entry: the whole run.
+    #[inline(never)]
+    fn unhint_run(&mut self, slot: Slot, level: u8, va: VirtAddr, h: ContiguousHint) -> u64 {
         let span = entry_span(level);
         let first = slot.index() & !(h.entries - 1);
         let first_va = va

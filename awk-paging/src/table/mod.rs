@@ -34,12 +34,10 @@ mod widen;
 
 pub use range::{RangeOptions, UnmappedPage};
 
-use core::cell::Cell;
-
 use crate::arch::Arch;
 use crate::{Attrs, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, Policy, Tlb, VirtAddr};
 
-use walk::CachedLeafTable;
+use walk::WalkCache;
 
 /// Where a virtual address leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,12 +128,12 @@ pub struct PageTable<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> {
     tlb: T,
     root: PhyAddr,
     policy: Policy,
-    /// The last leaf (level-0) table a walk reached. Sequential operations skip the upper
-    /// levels. Cleared whenever a table could be unlinked or freed.
-    leaf_table: Cell<Option<CachedLeafTable>>,
+    /// The tables the last walk passed through: walks start at the deepest one covering their
+    /// address. Cleared whenever a table could be unlinked or freed (see `walk`).
+    walk: WalkCache,
 }
 
-// SAFETY: the only non-`Send` field is the walk cache, whose pointer targets a table owned by
+// SAFETY: the only non-`Send` field is the walk cache, whose pointers target tables owned by
 // this value (moving the value moves that ownership along).
 unsafe impl<A, M, F, T> Send for PageTable<A, M, F, T>
 where
@@ -192,7 +190,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             tlb,
             root,
             policy: Policy::default(),
-            leaf_table: Cell::new(None),
+            walk: WalkCache::new(),
         }
     }
 
@@ -208,7 +206,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// ```
     #[inline]
     pub fn forget_cached_walks(&mut self) {
-        self.leaf_table.set(None);
+        self.walk.clear();
     }
 
     /// The physical address of the root table (what goes into CR3 / TTBRn).

@@ -319,7 +319,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if len == 0 {
             return Ok(());
         }
-        let mut count = CountSplits { tables: 0 };
+        let mut count = CountSplits {
+            tables: 0,
+            skip_whole: f.is_none(),
+        };
         self.walk_range(span.start, span.end, &mut count)
             .map_err(|e| self.unmap_error(e))?;
         let reserve = Reserve::take(&self.arch, &self.mem, &mut self.frames, count.tables)
@@ -388,7 +391,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if len == 0 {
             return Ok(());
         }
-        let mut count = CountSplits { tables: 0 };
+        let mut count = CountSplits {
+            tables: 0,
+            skip_whole: false,
+        };
         let conv = |pt: &Self, e: RangeError<MapError>| RangeError {
             at: pt.va_at(e.at.as_u64()),
             error: map_to_protect(e.error),
@@ -481,11 +487,32 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             c.slot.store(&self.mem, c.raw, 0);
         }
         // The walk cache may point into the detached table.
-        self.leaf_table.set(None);
+        self.walk.clear();
         // Any address the table translated names its walk-cache entries; the first one of the
         // range coincides with the leaf invalidations before it, so the gather merges them.
         gather.invalidate(self.va_at(c.piece.start), PageSize::Size4K, true);
         gather.push_table(child, c.level - 1);
+    }
+
+    /// Whether the table at `table` (entries at `level`), of which `piece` was just emptied,
+    /// has no valid entry. The entries right after and right before the piece are looked at
+    /// first: one of them is usually still valid (a page-by-page unmap in either direction),
+    /// which answers without scanning the table.
+    fn table_is_empty_near(&self, table: PhyAddr, level: u8, piece: &Piece) -> bool {
+        let valid = |i: usize| {
+            Slot::of(&self.mem, table, i)
+                .is_some_and(|s| self.arch.decode(s.load(), level) != Entry::Invalid)
+        };
+        let shift = 12 + 9 * u32::from(level);
+        let span = entry_span(level + 1);
+        let index = |bits: u64| ((bits >> shift) & 0x1ff) as usize;
+        if piece.end - piece.base < span && valid(index(piece.end)) {
+            return false;
+        }
+        if piece.start > piece.base && valid(index(piece.start - 1)) {
+            return false;
+        }
+        self.table_is_empty(table, level)
     }
 
     /// Whether the table at `table` (entries at `level`) has no valid entry.
@@ -680,6 +707,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
 /// Pass 1 of `unmap_range` and `protect_range`: the tables splits will need.
 struct CountSplits {
     tables: usize,
+    /// Skip tables the range covers whole (`drop_range`, whose commit does not enter them).
+    skip_whole: bool,
 }
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for CountSplits {
@@ -694,6 +723,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                 }
                 Ok(Step::Next)
             }
+            // drop_range detaches a table it covers whole without walking it, and splits only
+            // happen to leaves the range covers in part, which such a table cannot hold:
+            // nothing to count (or check) below it. Other passes walk it, so this one does.
+            Entry::Table(_) if self.skip_whole && c.piece.whole(c.level) => Ok(Step::Next),
             Entry::Table(next) => Ok(Step::Into(next)),
         }
     }
@@ -774,7 +807,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         child: PhyAddr,
     ) -> Result<(), Self::Error> {
         // A wholly covered table is empty now; a partly covered one may be.
-        if c.piece.whole(c.level) || pt.table_is_empty(child, c.level - 1) {
+        if c.piece.whole(c.level) || pt.table_is_empty_near(child, c.level - 1, &c.piece) {
             // Re-read: a split above changed the entry since the walker read it.
             let now = Chunk {
                 raw: c.slot.load(),

@@ -33,7 +33,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     pub unsafe fn destroy(mut self) -> F {
         self.tlb.flush_all();
         let (root, top) = (self.root, self.arch.levels().saturating_sub(1));
-        self.leaf_table.set(None);
+        self.walk.clear();
         let mut visited = Visited::new(root);
         // SAFETY: caller guarantees the tables are unused and not shared; the path check keeps
         // recursive slots from freeing a table twice.

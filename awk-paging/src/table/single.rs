@@ -20,7 +20,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// let pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
     /// assert_eq!(pt.translate(VirtAddr::new(0x1000)), Err(TranslateError::NotMapped));
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn translate(&self, va: VirtAddr) -> Result<Translation, TranslateError> {
         self.arch.check_va(va)?;
         let hit = self
@@ -87,6 +87,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// let again = unsafe { pt.map(va, pa, PageSize::Size4K, Flags::RO) };
     /// assert_eq!(again.unwrap_err(), MapError::AlreadyMapped);
     /// ```
+    #[inline(always)]
     pub unsafe fn map(
         &mut self,
         va: VirtAddr,
@@ -108,24 +109,28 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         let target = size.level();
         let leaf = self.arch.leaf_entry(pa, target, attrs);
-
-        if target == 0 {
-            if let Some((slot, limits)) = self.cached_leaf_slot(va) {
-                if !limits.blocks(attrs) {
-                    let old = slot.load();
-                    if self.arch.decode(old, 0) != Entry::Invalid {
-                        return Err(MapError::AlreadyMapped);
-                    }
-                    slot.store(&self.mem, old, leaf);
-                    return Ok(Flush::publish(self.tlb.clone()));
-                }
-            }
-        }
-
         let hit = self.find_to(va, target).map_err(|e| match e {
             WalkError::Unreachable => MapError::InvalidPageTable,
             WalkError::Recursive => MapError::RecursiveTable,
         })?;
+        // The common case: the entry is there and free, and nothing above restricts the leaf.
+        if hit.level == target && hit.entry == Entry::Invalid && !hit.limits.blocks(attrs) {
+            hit.slot.store(&self.mem, hit.raw, leaf);
+            return Ok(Flush::publish(self.tlb.clone()));
+        }
+        self.map_rest(va, hit, target, leaf, attrs)
+    }
+
+    /// The rest of [`map`](Self::map): conflicts, new tables, lifted restrictions.
+    #[inline(never)]
+    fn map_rest(
+        &mut self,
+        va: VirtAddr,
+        hit: Hit,
+        target: u8,
+        leaf: u64,
+        attrs: Attrs,
+    ) -> Result<Flush<T>, MapError> {
         let chain = match hit.entry {
             Entry::Leaf(_) => return Err(MapError::AlreadyMapped),
             Entry::Table(_) => return Err(MapError::HugePageConflict),
@@ -171,6 +176,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// assert_eq!(gone.frame, PhyAddr::new(0x9000));
     /// assert_eq!(unsafe { pt.unmap(va, PageSize::Size4K) }.unwrap_err(), UnmapError::NotMapped);
     /// ```
+    #[inline(always)]
     pub unsafe fn unmap(
         &mut self,
         va: VirtAddr,
@@ -222,6 +228,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// unsafe { pt.update_flags(va, PageSize::Size4K, Flags::RO) }.unwrap().flush();
     /// assert_eq!(pt.translate(va).unwrap().attrs.flags, Flags::RO);
     /// ```
+    #[inline(always)]
     pub unsafe fn update_flags(
         &mut self,
         va: VirtAddr,
@@ -234,9 +241,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
         let hw = self.arch.hardware_updates_entries();
         let new = self.arch.leaf_entry(frame, hit.level, attrs);
-        // The entry may have gained restrictions pushed down by the widening: read it again,
-        // and unhint its contiguous run (one entry of it is about to change).
-        let current = self.unhint(hit.slot, hit.slot.load(), hit.level, va);
+        // The entry may have gained restrictions pushed down by the widening: read it again
+        // then; and unhint its contiguous run (one entry of it is about to change).
+        let raw = if widened { hit.slot.load() } else { hit.raw };
+        let current = self.unhint(hit.slot, raw, hit.level, va);
         if self.arch.needs_break_before_make(current, new, hit.level) {
             // Break (atomically, keeping what the hardware wrote), invalidate, then make.
             let old = if hw {
@@ -248,9 +256,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             self.tlb.flush_leaf(va);
             hit.slot
                 .store(&self.mem, 0, self.arch.keep_hardware_bits(old, new));
+        } else if hw {
+            hit.slot.modify(&self.mem, true, |old| {
+                self.arch.keep_hardware_bits(old, new)
+            });
         } else {
-            hit.slot
-                .modify(&self.mem, hw, |old| self.arch.keep_hardware_bits(old, new));
+            // Nothing else writes entries of this format: the entry still holds `current`.
+            let next = self.arch.keep_hardware_bits(current, new);
+            hit.slot.store(&self.mem, current, next);
         }
         Ok(if widened {
             Flush::page(self.tlb.clone(), va)

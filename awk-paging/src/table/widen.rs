@@ -77,6 +77,6 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // ...then lift the restriction.
         slot.modify(&self.mem, hw, |e| self.arch.widen_table_entry(e, attrs));
         // The cached limits of the leaf table are stale now.
-        self.leaf_table.set(None);
+        self.walk.clear();
     }
 }
