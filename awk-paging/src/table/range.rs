@@ -627,6 +627,33 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
     }
 }
 
+/// Writes the 4 KiB leaves of `piece` (a level-1 entry's share of the range) into the fresh,
+/// zeroed, unlinked leaf table `table` (reached at `base`), with the contiguous hint on every
+/// complete aligned run inside the range.
+#[inline(always)]
+fn fill_leaf_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+    pt: &PageTable<A, M, F, T>,
+    p: &MapPlan<'_>,
+    table: PhyAddr,
+    base: core::ptr::NonNull<u64>,
+    piece: &Piece,
+) {
+    let first = ((piece.start >> 12) & 0x1ff) as usize;
+    let count = ((piece.end - piece.start) >> 12) as usize;
+    let pa0 = p.pa_of(piece);
+    for i in 0..count {
+        let bits = piece.start + ((i as u64) << 12);
+        let pa = pa0 + ((i as u64) << 12);
+        let mut leaf = pt.arch.leaf_entry(PhyAddr::new(pa), 0, p.attrs);
+        if let Some(bit) = pt.run_hintable(0, bits, p.start, p.end, pa) {
+            leaf |= bit;
+        }
+        // SAFETY: a zeroed, unpublished table frame from the reserve; first + i < 512 (the
+        // piece lies inside one level-1 entry).
+        unsafe { Slot::new(table, base, first + i) }.store(&pt.mem, 0, leaf);
+    }
+}
+
 /// Pass 2 of `map_range`.
 pub(super) struct Commit<'p, 'g>(pub(super) &'p mut MapPlan<'g>);
 
@@ -666,7 +693,16 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                     return Ok(Step::Next);
                 }
                 // A new table, filled off to the side and linked in `leave`.
-                let (table, _) = p.reserve.pop(&pt.mem).ok_or(broken(c.piece.start, false))?;
+                let (table, ptr) = p.reserve.pop(&pt.mem).ok_or(broken(c.piece.start, false))?;
+                if c.level == 1 && p.data.is_none() {
+                    // A new leaf table holds only new 4 KiB leaves: fill it in one tight loop
+                    // (no per-entry visit), then link it as `leave` would.
+                    fill_leaf_table(pt, p, table, ptr.cast(), &c.piece);
+                    pt.tlb.order_table_writes();
+                    c.slot
+                        .store(&pt.mem, c.raw, pt.arch.table_entry(table, p.attrs));
+                    return Ok(Step::Next);
+                }
                 Ok(Step::Into(table))
             }
             Entry::Table(next) => {
