@@ -1,7 +1,7 @@
 //! Allocating ranges (memory backed by fresh frames from the table's allocator, given back
 //! after the flush when unmapped) and identity maps.
 
-use super::range::{Commit, MapPlan};
+use super::range::MapPlan;
 use super::reserve::Reserve;
 use super::PageTable;
 use crate::arch::Arch;
@@ -60,7 +60,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if len == 0 {
             return Ok(());
         }
-        let mut plan = MapPlan {
+        let plan = MapPlan {
             start: span.start,
             end: span.end,
             pa: 0,
@@ -72,35 +72,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             widened: false,
             data: None,
         };
-        plan.count_only_walk(self, span)?;
-        plan.reserve =
-            Reserve::take(&self.arch, &self.mem, &mut self.frames, plan.tables).map_err(fail)?;
-        match Reserve::take(
-            &self.arch,
-            &self.mem,
-            &mut self.frames,
-            (len >> 12) as usize,
-        ) {
-            Ok(data) => plan.data = Some((data, zero)),
-            Err(e) => {
-                core::mem::take(&mut plan.reserve).give_back(&self.mem, &mut self.frames);
-                return Err(fail(e));
-            }
-        }
-        let committed = self.walk_range(span.start, span.end, &mut Commit(&mut plan));
-        core::mem::take(&mut plan.reserve).give_back(&self.mem, &mut self.frames);
-        if let Some((data, _)) = plan.data.take() {
-            data.give_back(&self.mem, &mut self.frames);
-        }
-        committed.map_err(|e| RangeError {
-            at: self.va_at(e.at.as_u64()),
-            error: e.error,
-        })?;
-        plan.gather.publish();
-        if plan.widened {
-            plan.gather.invalidate(va, PageSize::Size4K, true);
-        }
-        Ok(())
+        self.run_map_plan(va, span, plan, Some(((len >> 12) as usize, zero)))
     }
 
     /// Unmaps `va .. va + len` like [`unmap_range`](Self::unmap_range) and gives every data

@@ -199,7 +199,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if len == 0 {
             return Ok(());
         }
-        let mut plan = MapPlan {
+        let plan = MapPlan {
             start: span.start,
             end: span.end,
             pa: pa.as_u64(),
@@ -211,15 +211,37 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             widened: false,
             data: None,
         };
-        // Pass 1: count (read-only; any conflict is an error before anything changes).
+        self.run_map_plan(va, span, plan, None)
+    }
+
+    /// The passes of a range map: count (read-only; any conflict is an error before anything
+    /// changes), take every table frame — and `data` fresh data frames (with whether to zero
+    /// them) for an allocating map — or nothing, commit (cannot fail), give leftovers back.
+    pub(super) fn run_map_plan(
+        &mut self,
+        va: VirtAddr,
+        span: Span,
+        mut plan: MapPlan<'_>,
+        data: Option<(usize, bool)>,
+    ) -> Result<(), RangeError<MapError>> {
+        let fail = |error| RangeError { at: va, error };
         plan.count_only_walk(self, span)?;
-        // Take every frame, or nothing.
         plan.reserve =
             Reserve::take(&self.arch, &self.mem, &mut self.frames, plan.tables).map_err(fail)?;
-        // Pass 2: commit; cannot fail.
+        if let Some((frames, zero)) = data {
+            match Reserve::take(&self.arch, &self.mem, &mut self.frames, frames) {
+                Ok(taken) => plan.data = Some((taken, zero)),
+                Err(e) => {
+                    core::mem::take(&mut plan.reserve).give_back(&self.mem, &mut self.frames);
+                    return Err(fail(e));
+                }
+            }
+        }
         let committed = self.walk_range(span.start, span.end, &mut Commit(&mut plan));
-        let leftover = core::mem::take(&mut plan.reserve);
-        leftover.give_back(&self.mem, &mut self.frames);
+        core::mem::take(&mut plan.reserve).give_back(&self.mem, &mut self.frames);
+        if let Some((leftover, _)) = plan.data.take() {
+            leftover.give_back(&self.mem, &mut self.frames);
+        }
         committed.map_err(|e| RangeError {
             at: self.va_at(e.at.as_u64()),
             error: e.error,
