@@ -77,13 +77,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // Break...
         for (i, o) in old.iter_mut().enumerate().take(h.entries) {
             if let Some(s) = Slot::of(&self.mem, slot.table(), first + i) {
-                *o = if hw {
-                    s.swap(&self.mem, 0)
-                } else {
-                    let v = s.load();
-                    s.store(&self.mem, v, 0);
-                    v
-                };
+                *o = s.clear(&self.mem, hw, s.load());
             }
         }
         // ...invalidate every page of the run...

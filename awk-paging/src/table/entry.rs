@@ -107,6 +107,19 @@ impl Slot {
         }
     }
 
+    /// Makes the entry invalid (0) and returns what it held: one atomic swap if
+    /// `hardware_writes` (a bit the hardware sets meanwhile is returned, not lost), else a store
+    /// over `known`, the value last read.
+    #[inline(always)]
+    pub(crate) fn clear<M: PhysMem>(self, mem: &M, hardware_writes: bool, known: u64) -> u64 {
+        if hardware_writes {
+            self.swap(mem, 0)
+        } else {
+            self.store(mem, known, 0);
+            known
+        }
+    }
+
     /// Replaces the entry: atomically if `hardware_writes` (the hardware may set bits in it
     /// concurrently), else with a plain load and store. Returns `(old, new)`.
     #[inline(always)]

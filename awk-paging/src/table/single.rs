@@ -185,12 +185,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let (hit, frame) = self.leaf_at(va, size)?;
         // One entry of a hinted run is about to change: unhint the run first.
         let raw = self.unhint(hit.slot, hit.raw, hit.level, va);
-        let old = if self.arch.hardware_updates_entries() {
-            hit.slot.swap(&self.mem, 0)
-        } else {
-            hit.slot.store(&self.mem, raw, 0);
-            raw
-        };
+        let old = hit
+            .slot
+            .clear(&self.mem, self.arch.hardware_updates_entries(), raw);
         let attrs = self.arch.leaf_attrs(old, hit.level);
         let (accessed, dirty) = self.arch.accessed_dirty(old, hit.level);
         Ok((
@@ -247,12 +244,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let current = self.unhint(hit.slot, raw, hit.level, va);
         if self.arch.needs_break_before_make(current, new, hit.level) {
             // Break (atomically, keeping what the hardware wrote), invalidate, then make.
-            let old = if hw {
-                hit.slot.swap(&self.mem, 0)
-            } else {
-                hit.slot.store(&self.mem, current, 0);
-                current
-            };
+            let old = hit.slot.clear(&self.mem, hw, current);
             self.tlb.flush_leaf(va);
             hit.slot
                 .store(&self.mem, 0, self.arch.keep_hardware_bits(old, new));
