@@ -53,10 +53,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return Err(fail(MapError::InvalidPageTable));
         }
         attrs.validate(self.policy).map_err(|e| fail(e.into()))?;
-        let span = self.span(va, len).map_err(|e| RangeError {
-            at: e.at,
-            error: e.error.into(),
-        })?;
+        let span = self.span(va, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -111,10 +108,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         gather: &mut Gather,
     ) -> Result<(), RangeError<UnmapError>> {
         // Validate the whole range first (nothing changes on error).
-        self.span(va, len).map_err(|e| RangeError {
-            at: e.at,
-            error: e.error.into(),
-        })?;
+        self.span(va, len)?;
         // Lengths, not end addresses: the range may end at the top of the address space.
         let (mut at, mut left) = (va.as_u64(), len);
         while left > 0 {

@@ -114,8 +114,15 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
 
     /// Checks a range (4 KiB-aligned start and length, translated by this regime, inside one
     /// half) and turns it into table bits.
-    pub(super) fn span(&self, va: VirtAddr, len: u64) -> Result<Span, RangeError<AddrError>> {
-        let fail = |error| RangeError { at: va, error };
+    pub(super) fn span<E: From<AddrError>>(
+        &self,
+        va: VirtAddr,
+        len: u64,
+    ) -> Result<Span, RangeError<E>> {
+        let fail = |e: AddrError| RangeError {
+            at: va,
+            error: e.into(),
+        };
         if !va.is_aligned(PageSize::Size4K) || len & 0xfff != 0 {
             return Err(fail(AddrError::NotAligned));
         }
@@ -123,9 +130,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let last = va
             .checked_add(len.saturating_sub(1))
             .ok_or(fail(AddrError::Overflow))?;
-        self.arch
-            .check_va(last)
-            .map_err(|error| RangeError { at: last, error })?;
+        self.arch.check_va(last).map_err(|e| RangeError {
+            at: last,
+            error: e.into(),
+        })?;
         let mask = entry_span(self.arch.levels()).wrapping_sub(1);
         let start = va.as_u64() & mask;
         let end = start + len;
@@ -185,10 +193,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return Err(fail(MapError::InvalidPageTable));
         }
         attrs.validate(self.policy).map_err(|e| fail(e.into()))?;
-        let span = self.span(va, len).map_err(|e| RangeError {
-            at: e.at,
-            error: e.error.into(),
-        })?;
+        let span = self.span(va, len)?;
         if !pa.is_aligned(PageSize::Size4K) {
             return Err(fail(MapError::AddressNotAligned));
         }
@@ -334,10 +339,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if gather.root != self.root {
             return Err(fail(UnmapError::InvalidPageTable));
         }
-        let span = self.span(va, len).map_err(|e| RangeError {
-            at: e.at,
-            error: e.error.into(),
-        })?;
+        let span = self.span(va, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -406,10 +408,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return Err(fail(ProtectError::InvalidPageTable));
         }
         attrs.validate(self.policy).map_err(|e| fail(e.into()))?;
-        let span = self.span(va, len).map_err(|e| RangeError {
-            at: e.at,
-            error: e.error.into(),
-        })?;
+        let span = self.span(va, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -481,11 +480,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let hw = self.arch.hardware_updates_entries();
         if self.arch.needs_break_before_make(raw, link, c.level) {
             // Break, invalidate, then make (Arm ARM D8.16.1).
-            if hw {
-                c.slot.swap(&self.mem, 0);
-            } else {
-                c.slot.store(&self.mem, raw, 0);
-            }
+            c.slot.clear(&self.mem, hw, raw);
             self.tlb.flush_leaf(block_va);
             self.tlb.order_table_writes();
             c.slot.store(&self.mem, 0, link);
@@ -503,11 +498,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         if gather.tables_full() {
             self.finish_in_place(gather);
         }
-        if self.arch.hardware_updates_entries() {
-            c.slot.swap(&self.mem, 0);
-        } else {
-            c.slot.store(&self.mem, c.raw, 0);
-        }
+        c.slot
+            .clear(&self.mem, self.arch.hardware_updates_entries(), c.raw);
         // The walk cache may point into the detached table.
         self.walk.clear();
         // Any address the table translated names its walk-cache entries; the first one of the
@@ -819,12 +811,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
                 } else {
                     pt.unhint(c.slot, c.raw, c.level, page)
                 };
-                let old = if pt.arch.hardware_updates_entries() {
-                    c.slot.swap(&pt.mem, 0)
-                } else {
-                    c.slot.store(&pt.mem, raw, 0);
-                    raw
-                };
+                let old = c
+                    .slot
+                    .clear(&pt.mem, pt.arch.hardware_updates_entries(), raw);
                 let size = size_of(c.level);
                 self.gather.invalidate(page, size, false);
                 if let Some(f) = &mut self.f {
@@ -915,12 +904,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                     }
                 }
                 if pt.arch.needs_break_before_make(raw, new, c.level) {
-                    let old = if hw {
-                        c.slot.swap(&pt.mem, 0)
-                    } else {
-                        c.slot.store(&pt.mem, raw, 0);
-                        raw
-                    };
+                    let old = c.slot.clear(&pt.mem, hw, raw);
                     pt.tlb.flush_leaf(page);
                     c.slot
                         .store(&pt.mem, 0, pt.arch.keep_hardware_bits(old, new));
