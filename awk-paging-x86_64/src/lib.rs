@@ -76,7 +76,9 @@ pub use tlb::{Invlpg, TlbSequence};
 /// One x86_64 address space: the shared [`awk_paging::PageTable`] over the x86 format.
 pub type X86PageTable<M, F, T> = awk_paging::PageTable<X86_64, M, F, T>;
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The workspace README's examples, compiled and run as doc tests. The README is outside this
+/// crate's package, so the workspace's `.cargo/config.toml` sets `awk_workspace_readme` for
+/// rustdoc; a build of the published crate leaves it out.
+#[cfg(all(doctest, awk_workspace_readme))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
