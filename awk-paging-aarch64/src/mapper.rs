@@ -2,7 +2,7 @@
 //! [`KernelTable`] whose lock masks interrupts with [`AArch64Irq`].
 
 use awk_paging::irq::IrqControl;
-use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, InitError, OffsetPhysMem, Tlb};
+use awk_paging::{ActiveTable, FrameAllocator, InitError, KernelGlobal, OffsetPhysMem, Tlb};
 
 use crate::{AArch64PageTable, A64};
 
@@ -20,7 +20,7 @@ pub type KernelTable = AArch64PageTable<
     &'static (dyn Tlb + Sync),
 >;
 
-static GLOBAL: GlobalTable<KernelTable, AArch64Irq> = GlobalTable::new();
+static GLOBAL: KernelGlobal<AArch64> = KernelGlobal::new();
 
 /// Interrupt masking and CPU identity for [`AArch64`]'s lock (see [`awk_paging::irq`]).
 ///
@@ -182,7 +182,7 @@ impl ActiveTable for AArch64 {
     type Tlb = &'static (dyn Tlb + Sync);
     type Irq = AArch64Irq;
 
-    fn global() -> &'static GlobalTable<KernelTable, AArch64Irq> {
+    fn global() -> &'static KernelGlobal<Self> {
         &GLOBAL
     }
 }

@@ -2,7 +2,7 @@
 //! whose lock masks interrupts with [`X86Irq`].
 
 use awk_paging::irq::IrqControl;
-use awk_paging::{ActiveTable, FrameAllocator, GlobalTable, InitError, OffsetPhysMem, Tlb};
+use awk_paging::{ActiveTable, FrameAllocator, InitError, KernelGlobal, OffsetPhysMem, Tlb};
 use x86_64::structures::paging::OffsetPageTable;
 
 use crate::{X86PageTable, X86_64};
@@ -15,7 +15,7 @@ pub type KernelTable = X86PageTable<
     &'static (dyn Tlb + Sync),
 >;
 
-static GLOBAL: GlobalTable<KernelTable, X86Irq> = GlobalTable::new();
+static GLOBAL: KernelGlobal<X86> = KernelGlobal::new();
 
 /// Interrupt masking and CPU identity for [`X86`]'s lock (see [`awk_paging::irq`]).
 ///
@@ -200,7 +200,7 @@ impl ActiveTable for X86 {
     type Tlb = &'static (dyn Tlb + Sync);
     type Irq = X86Irq;
 
-    fn global() -> &'static GlobalTable<KernelTable, X86Irq> {
+    fn global() -> &'static KernelGlobal<Self> {
         &GLOBAL
     }
 }

@@ -52,7 +52,8 @@ fn concurrent_threads_all_complete() {
                             );
                             assert_eq!(X86::try_vm_to_phy(va), Ok(pa), "thread {t} translate");
                             if i % 64 == 0 {
-                                // Re-entry on this thread is still caught while others run.
+                                // Re-entry on this thread is still caught while others run
+                                // (translation takes no lock: it answers).
                                 let inner = X86::with_table(|_| {
                                     (X86::try_vm_to_phy(va), unsafe {
                                         X86::map(va, pa, Flags::RW)
@@ -60,7 +61,7 @@ fn concurrent_threads_all_complete() {
                                 });
                                 assert_eq!(
                                     inner,
-                                    Ok((Err(TranslateError::Reentered), Err(MapError::Reentered))),
+                                    Ok((Ok(pa), Err(MapError::Reentered))),
                                     "thread {t} re-entry"
                                 );
                                 REENTRIES_SEEN.fetch_add(1, Ordering::SeqCst);
@@ -86,9 +87,11 @@ fn concurrent_threads_all_complete() {
         REENTRIES_SEEN.load(Ordering::SeqCst) as u64,
         THREADS * ROUNDS * PAGES / 64
     );
-    // Everything unmapped, and every table the maps built from the pool (PDPT, one PD and one PT
-    // per thread) reclaimed by the seed unmap once empty.
-    assert_eq!(pool.live(), 0);
+    // Everything unmapped, and every table the maps built (PDPT, one PD and one PT per thread)
+    // reclaimed by the seed unmap once empty: the frames still out are exactly the ones in the
+    // table's pool, at most four calls' worth (the rest went back to the allocator).
+    assert_eq!(pool.live(), X86::global().pooled());
+    assert!(X86::global().pooled() <= 12);
     assert_eq!(
         X86::try_vm_to_phy(VirtAddr::new(0xffff_9000_0000_0000)),
         Err(TranslateError::NotMapped)

@@ -204,6 +204,14 @@ impl<T, I: IrqControl> IrqLock<T, I> {
         }
     }
 
+    /// Whether this CPU holds the lock. Exact while it does (interrupts are masked then, so the
+    /// CPU id is stable); otherwise `false`, or (if the caller migrated between reading its id
+    /// and the lock word) a spurious `true`.
+    #[inline]
+    pub(crate) fn held_here(&self) -> bool {
+        self.word.load(Ordering::Relaxed) == held_by(I::cpu_id())
+    }
+
     /// Takes the lock if it is free, never waits.
     pub(crate) fn try_lock(&self) -> Result<IrqGuard<'_, T, I>, Contended> {
         let saved = I::disable();

@@ -48,9 +48,10 @@ pub mod emu;
 pub use addr::{PhyAddr, VirtAddr};
 pub use error::{AddrError, MapError, ProtectError, RangeError, TranslateError, UnmapError};
 pub use flags::{Attrs, Flags, FlagsError, MemoryType, Policy};
-pub use frame::{CountingFrames, FrameAllocator};
+pub use frame::{CountingFrames, FrameAllocator, FramePool};
 pub use mapper::{
-    AccessError, ActiveTable, GlobalTable, InitError, InstanceOf, Mapper, TryAccessError,
+    AccessError, ActiveTable, GlobalTable, InitError, InstanceOf, KernelGlobal, Lent, Mapper,
+    TableOf, TryAccessError,
 };
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};

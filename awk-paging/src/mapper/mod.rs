@@ -1,22 +1,28 @@
 //! The seed API: static functions on the active page table, and the lock-guarded global instance
 //! behind them.
 //!
-//! A backend owns one `static` [`GlobalTable`] holding its kernel [`PageTable`] and implements
+//! A backend owns one `static` [`KernelGlobal`] holding its kernel [`PageTable`] and implements
 //! [`ActiveTable`]; the [`Mapper`] implementation is then provided here once for every backend.
-//! No `&'static mut` table is ever rebuilt from CR3/TTBR per call: all access goes through the
-//! one instance under an interrupt-masking lock that knows its holder (see [`crate::irq`]).
+//! No `&'static mut` table is ever rebuilt from CR3/TTBR per call: all edits go through the
+//! one instance under an interrupt-masking lock that knows its holder (see [`crate::irq`]);
+//! translation takes no lock (`read`: the read view and its grace period).
 //!
-//! Every seed call runs under that lock with interrupts masked, and so do the frame allocator and
-//! TLB hook the table calls: what they must not do is documented on [`ActiveTable`] (section
-//! "Hooks").
+//! `map` and `unmap` run under that lock with interrupts masked, and so does the TLB hook the
+//! table calls; the frame allocator is called outside it (`kernel`): what hooks must not do is
+//! documented on [`ActiveTable`] (section "Hooks").
 
-use core::sync::atomic::{AtomicBool, Ordering};
+mod global;
+mod kernel;
+mod read;
+
+pub use global::GlobalTable;
+pub use kernel::{KernelGlobal, Lent};
 
 use crate::arch::Arch;
-use crate::irq::{Contended, IrqControl, IrqLock};
+use crate::irq::IrqControl;
 use crate::{
-    Flags, FrameAllocator, MapError, PageSize, PageTable, PhyAddr, PhysMem, Tlb, TranslateError,
-    UnmapError, Unmapped, VirtAddr, PAGESIZE,
+    Flags, FrameAllocator, FramePool, MapError, PageSize, PageTable, PhyAddr, PhysMem, Tlb,
+    TranslateError, UnmapError, Unmapped, VirtAddr, PAGESIZE,
 };
 
 /// The seed mapping API, as kernels already call it: static functions on the active table.
@@ -172,151 +178,47 @@ impl From<AccessError> for TranslateError {
     }
 }
 
-/// The global, lock-guarded instance behind a backend's static API.
-///
-/// The lock masks interrupts on its CPU while held (through `I`, an [`IrqControl`]), records
-/// which CPU holds it, and refuses a second acquisition on that CPU with
-/// [`AccessError::Reentered`] instead of spinning on itself; the protocol is in [`crate::irq`],
-/// the rules for code running under it in the [module documentation](crate::ActiveTable#hooks).
-///
-/// ```
-/// use awk_paging::{AccessError, GlobalTable, irq::HostIrq};
-/// static CELL: GlobalTable<u32, HostIrq> = GlobalTable::new();
-/// assert_eq!(CELL.with(|v| *v), Err(AccessError::NotInitialized));
-/// assert!(CELL.init(7).is_ok());
-/// assert_eq!(CELL.init(8), Err(8));             // only once
-/// assert_eq!(CELL.with(|v| { *v += 1; *v }), Ok(8));
-/// // From inside: an error, not a deadlock.
-/// assert_eq!(CELL.with(|_| CELL.with(|v| *v)), Ok(Err(AccessError::Reentered)));
-/// ```
-pub struct GlobalTable<P, I> {
-    slot: IrqLock<Option<P>, I>,
-    /// Set once, after the slot was filled: lets [`is_initialized`](Self::is_initialized) and
-    /// [`init`](Self::init) answer without the lock.
-    initialized: AtomicBool,
-}
-
-impl<P, I: IrqControl> GlobalTable<P, I> {
-    /// An uninitialised slot (usable in a `static`).
-    ///
-    /// ```
-    /// # use awk_paging::{GlobalTable, irq::HostIrq};
-    /// static CELL: GlobalTable<u64, HostIrq> = GlobalTable::new();
-    /// assert!(!CELL.is_initialized());
-    /// ```
-    #[must_use]
-    pub const fn new() -> Self {
-        GlobalTable {
-            slot: IrqLock::new(None),
-            initialized: AtomicBool::new(false),
-        }
-    }
-
-    /// Installs the instance; gives it back if one is already installed (or an install that
-    /// this call interrupted on the same CPU is installing one).
-    ///
-    /// ```
-    /// # use awk_paging::{GlobalTable, irq::HostIrq};
-    /// static CELL: GlobalTable<u64, HostIrq> = GlobalTable::new();
-    /// assert_eq!(CELL.init(1), Ok(()));
-    /// assert_eq!(CELL.init(2), Err(2));
-    /// ```
-    pub fn init(&self, table: P) -> Result<(), P> {
-        if self.initialized.load(Ordering::Acquire) {
-            return Err(table);
-        }
-        let Ok(mut slot) = self.slot.lock() else {
-            // Re-entered: an install on this CPU holds the lock and will succeed.
-            return Err(table);
-        };
-        if slot.is_some() {
-            return Err(table);
-        }
-        *slot = Some(table);
-        self.initialized.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Runs `f` on the instance under the lock, with interrupts masked on this CPU, waiting
-    /// while another CPU holds it.
-    ///
-    /// # Errors
-    ///
-    /// [`AccessError::NotInitialized`] before [`init`](Self::init);
-    /// [`AccessError::Reentered`] when this CPU already holds the lock (`f` of an outer `with`,
-    /// or a hook it calls, calls `with` again). `f` did not run then.
-    ///
-    /// ```
-    /// # use awk_paging::{AccessError, GlobalTable, irq::HostIrq};
-    /// static CELL: GlobalTable<u32, HostIrq> = GlobalTable::new();
-    /// CELL.init(1).unwrap();
-    /// assert_eq!(CELL.with(|v| *v * 2), Ok(2));
-    /// ```
-    pub fn with<R>(&self, f: impl FnOnce(&mut P) -> R) -> Result<R, AccessError> {
-        let mut slot = self.slot.lock().map_err(|_| AccessError::Reentered)?;
-        let table = slot.as_mut().ok_or(AccessError::NotInitialized)?;
-        Ok(f(table))
-    }
-
-    /// As [`with`](Self::with), but never waits: [`TryAccessError::Busy`] while another CPU
-    /// holds the lock. For handlers that must not spin (NMI, panic and crash paths).
-    ///
-    /// ```
-    /// # use awk_paging::{GlobalTable, TryAccessError, irq::HostIrq};
-    /// static CELL: GlobalTable<u32, HostIrq> = GlobalTable::new();
-    /// CELL.init(5).unwrap();
-    /// assert_eq!(CELL.try_with(|v| *v), Ok(5));
-    /// assert_eq!(CELL.with(|_| CELL.try_with(|v| *v)), Ok(Err(TryAccessError::Reentered)));
-    /// ```
-    pub fn try_with<R>(&self, f: impl FnOnce(&mut P) -> R) -> Result<R, TryAccessError> {
-        let mut slot = self.slot.try_lock().map_err(|e| match e {
-            Contended::Reentered => TryAccessError::Reentered,
-            Contended::Busy => TryAccessError::Busy,
-        })?;
-        let table = slot.as_mut().ok_or(TryAccessError::NotInitialized)?;
-        Ok(f(table))
-    }
-
-    /// Whether an instance is installed. Does not take the lock (safe to ask from anywhere).
-    ///
-    /// ```
-    /// # use awk_paging::{GlobalTable, irq::HostIrq};
-    /// static CELL: GlobalTable<u8, HostIrq> = GlobalTable::new();
-    /// CELL.init(0).unwrap();
-    /// assert_eq!(CELL.with(|_| CELL.is_initialized()), Ok(true));
-    /// ```
-    #[must_use]
-    pub fn is_initialized(&self) -> bool {
-        self.initialized.load(Ordering::Acquire)
-    }
-}
-
-impl<P, I: IrqControl> Default for GlobalTable<P, I> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The instance type behind an [`ActiveTable`] backend.
+/// The instance type behind an [`ActiveTable`] backend, as [`ActiveTable::with_table`] lends it
+/// out: the installed table, with a [`FramePool`] in front of the kernel's allocator.
 pub type InstanceOf<B> = PageTable<
+    <B as ActiveTable>::Arch,
+    <B as ActiveTable>::Mem,
+    FramePool<<B as ActiveTable>::Mem, Lent<B>>,
+    <B as ActiveTable>::Tlb,
+>;
+
+/// The table a backend installs ([`ActiveTable::install`]): built or taken over with the
+/// kernel's own allocator.
+pub type TableOf<B> = PageTable<
     <B as ActiveTable>::Arch,
     <B as ActiveTable>::Mem,
     <B as ActiveTable>::Frames,
     <B as ActiveTable>::Tlb,
 >;
 
-/// A backend whose kernel page table lives in a [`GlobalTable`]. Implementing this provides the
-/// seed [`Mapper`] API.
+/// A backend whose kernel page table lives in a [`KernelGlobal`]. Implementing this provides
+/// the seed [`Mapper`] API.
 ///
 /// # Hooks
 ///
-/// Every seed call and every [`with_table`](Self::with_table) closure runs under the global's
-/// lock, with interrupts masked on the calling CPU; the table's [`FrameAllocator`] and [`Tlb`]
-/// are called from there. They, and `with_table` closures:
+/// The seed calls never call the frame allocator while they hold the table's lock: `map` takes
+/// the frames it may need into the table's [`FramePool`] first (under the allocator's own lock),
+/// and `unmap` gives surplus frames back after. So **the allocator may call the seed API**
+/// (`map`, `unmap`, `vm_to_phy`) from `allocate_frame` and `deallocate_frame` — a heap that grows
+/// by mapping pages works. Such a nested call skips the refill and uses the frames already
+/// pooled (two calls' worth are kept there).
 ///
-/// - must not call back into the seed API or `with_table`/`install` of the same backend: such a
-///   call fails at once with the `Reentered` error of its operation (`vm_to_phy` returns `None`,
-///   `unmap` does nothing) — it does not deadlock, and nothing changes;
+/// [`vm_to_phy`](Mapper::vm_to_phy) takes no lock at all: it works from anywhere, including
+/// hooks and interrupt handlers (the rule for concurrent readers is in
+/// [`try_vm_to_phy`](Self::try_vm_to_phy)).
+///
+/// Every seed `map`/`unmap` and every [`with_table`](Self::with_table) closure runs under the
+/// table's lock, with interrupts masked on the calling CPU; the [`Tlb`] hook is called from
+/// there, and inside `with_table` closures the allocator too. They:
+///
+/// - must not call `map`, `unmap`, `with_table` or `install` of the same backend: such a call
+///   fails at once with the `Reentered` error of its operation (`unmap` does nothing) — it does
+///   not deadlock, and nothing changes;
 /// - must not sleep, yield to a scheduler or wait for an interrupt on this CPU;
 /// - may wait for other CPUs (e.g. TLB shootdown acknowledgements): CPUs waiting for the lock
 ///   keep their interrupts as their callers had them, so they take the IPI — unless a caller
@@ -328,7 +230,7 @@ pub type InstanceOf<B> = PageTable<
 /// restored as it was before the call. See the [`crate::irq`] module for the lock's protocol.
 ///
 /// ```
-/// use awk_paging::{AccessError, ActiveTable, FrameAllocator, GlobalTable, InstanceOf, NoTlb};
+/// use awk_paging::{AccessError, ActiveTable, FrameAllocator, KernelGlobal, NoTlb};
 /// use awk_paging::{OffsetPhysMem, PhyAddr, TranslateError, VirtAddr, irq::HostIrq};
 /// use awk_paging::emu::EmuArch;
 ///
@@ -340,66 +242,76 @@ pub type InstanceOf<B> = PageTable<
 /// }
 ///
 /// struct Backend;
-/// static GLOBAL: GlobalTable<InstanceOf<Backend>, HostIrq> = GlobalTable::new();
+/// static GLOBAL: KernelGlobal<Backend> = KernelGlobal::new();
 /// impl ActiveTable for Backend {
 ///     type Arch = EmuArch;
 ///     type Mem = OffsetPhysMem;
 ///     type Frames = NoFrames;
 ///     type Tlb = NoTlb;
 ///     type Irq = HostIrq;
-///     fn global() -> &'static GlobalTable<InstanceOf<Self>, HostIrq> { &GLOBAL }
+///     fn global() -> &'static KernelGlobal<Self> { &GLOBAL }
 /// }
 ///
 /// let va = VirtAddr::new(0x4000);
 /// assert_eq!(Backend::with_table(|t| t.root()), Err(AccessError::NotInitialized));
 /// assert_eq!(Backend::try_vm_to_phy(va), Err(TranslateError::NotInitialized));
 /// ```
-pub trait ActiveTable {
-    /// Descriptor format.
+pub trait ActiveTable: Sized + 'static {
+    /// Descriptor format (a copy is kept for lock-free translation).
     type Arch: Arch + 'static;
-    /// Physical-memory accessor.
-    type Mem: PhysMem + 'static;
-    /// Frame allocator.
+    /// Physical-memory accessor (a copy is kept for lock-free translation and the pool).
+    type Mem: PhysMem + Clone + 'static;
+    /// The kernel's frame allocator.
     type Frames: FrameAllocator + 'static;
     /// TLB hook.
     type Tlb: Tlb + Clone + 'static;
-    /// How the global's lock masks interrupts and tells CPUs apart.
+    /// How the global's locks mask interrupts and tell CPUs apart.
     type Irq: IrqControl + 'static;
 
-    /// The backend's global instance.
-    fn global() -> &'static GlobalTable<InstanceOf<Self>, Self::Irq>;
+    /// The backend's global state.
+    fn global() -> &'static KernelGlobal<Self>;
 
-    /// Installs `table` as the global instance (once). A refused table is dropped (which does
-    /// not free its frames).
+    /// Installs `table` as the global instance (once). Its allocator moves behind a lock of its
+    /// own, and the pool in front of it is filled. A refused table is dropped (which does not
+    /// free its frames).
     ///
     /// # Errors
     ///
     /// [`InitError::AlreadyInitialized`] when a table is installed already.
-    fn install(table: InstanceOf<Self>) -> Result<(), InitError> {
-        Self::global()
-            .init(table)
-            .map_err(|_| InitError::AlreadyInitialized)
+    fn install(table: TableOf<Self>) -> Result<(), InitError> {
+        Self::global().install(table)
     }
 
     /// Runs `f` on the global instance under its lock (the full instance API), with interrupts
-    /// masked on this CPU. The rules for `f` are in the [trait documentation](Self#hooks).
+    /// masked on this CPU and the kernel's allocator lent to the table's pool (the allocator is
+    /// called under the lock here; a call from inside the allocator gets the pooled frames only).
+    /// The rules for `f` are in the [trait documentation](Self#hooks). Code in `f` that frees
+    /// tables (the `finish` of a gather holding detached tables) must call
+    /// [`KernelGlobal::wait_for_readers`] between the unlink and the `finish`.
     ///
     /// # Errors
     ///
     /// [`AccessError::NotInitialized`] before [`install`](Self::install),
     /// [`AccessError::Reentered`] when this CPU already holds the lock; `f` did not run then.
     fn with_table<R>(f: impl FnOnce(&mut InstanceOf<Self>) -> R) -> Result<R, AccessError> {
-        Self::global().with(f)
+        Self::global().with_lent(f)
     }
 
     /// The checked form of [`Mapper::vm_to_phy`]: why there is no translation.
     ///
+    /// Takes no lock: a read-only walk from the root with one atomic load per entry, safe from
+    /// any context, concurrently with `map`/`unmap` on other CPUs. While the mapping of `vm_addr`
+    /// changes, the result is the mapping before or after the change; tables are freed only
+    /// after a grace period that waits for walks in progress (the rule is in the module
+    /// `awk_paging::mapper`'s read view documentation, summarised in the README's porting
+    /// guide).
+    ///
     /// # Errors
     ///
-    /// [`TranslateError::NotInitialized`], [`TranslateError::Reentered`], or the table's own
-    /// error ([`TranslateError::NotMapped`], ...).
+    /// [`TranslateError::NotInitialized`], or the table's own error
+    /// ([`TranslateError::NotMapped`], ...). Never [`TranslateError::Reentered`].
     fn try_vm_to_phy(vm_addr: VirtAddr) -> Result<PhyAddr, TranslateError> {
-        Self::global().with(|t| t.translate(vm_addr).map(|t| t.pa))?
+        Self::global().translate(vm_addr)
     }
 
     /// The checked form of [`Mapper::unmap`]: the precise error instead of a silent no-op.
@@ -413,9 +325,11 @@ pub trait ActiveTable {
     ///
     /// As [`Mapper::unmap`].
     unsafe fn try_unmap(vm_addr: VirtAddr) -> Result<Unmapped, UnmapError> {
-        Self::global().with(|t| {
+        let g = Self::global();
+        let r = g.locked(|t| {
             // The 4 KiB page at `vm_addr`, whatever maps it: a huge page around it is split
-            // (`unmap_range`), and emptied tables are reclaimed after the flush.
+            // (`unmap_range`), and emptied tables are reclaimed after the flush and after the
+            // lock-free readers' grace period.
             let mut gather = t.gather();
             let mut gone = None;
             // SAFETY: forwarded.
@@ -424,11 +338,14 @@ pub trait ActiveTable {
                     gone = Some(u.unmapped);
                 })
             };
+            g.wait_for_readers();
             // Our own gather: `finish` cannot refuse it.
             let _ = t.finish(gather);
             r.map_err(|e| e.error)?;
             gone.ok_or(UnmapError::NotMapped)
-        })?
+        })?;
+        g.trim();
+        r
     }
 }
 
@@ -438,7 +355,9 @@ impl<B: ActiveTable> Mapper for B {
     }
 
     unsafe fn map(vm_addr: VirtAddr, phy_addr: PhyAddr, flags: Flags) -> Result<(), MapError> {
-        B::global().with(|t| {
+        let g = B::global();
+        g.refill();
+        g.locked(|t| {
             // SAFETY: forwarded.
             unsafe { t.map(vm_addr, phy_addr, PageSize::Size4K, flags) }.map(|f| f.flush())
         })?

@@ -1,4 +1,8 @@
-//! Physical frames for page tables: the allocator trait and a counting wrapper.
+//! Physical frames for page tables: the allocator trait, a counting wrapper and a pool.
+
+mod pool;
+
+pub use pool::FramePool;
 
 use crate::PhyAddr;
 
@@ -7,10 +11,14 @@ use crate::PhyAddr;
 /// The page table zeroes every frame it allocates before use, through its
 /// [`PhysMem`](crate::PhysMem) accessor, so frames need not be zeroed.
 ///
-/// The table behind the seed static API calls its allocator while holding that API's lock, with
-/// interrupts masked on the CPU: such an allocator must not call back into the same seed API (the
-/// call fails at once with a `Reentered` error instead of deadlocking), sleep, or wait for an
-/// interrupt on this CPU — see [`ActiveTable`](crate::ActiveTable#hooks).
+/// The seed static API never calls its allocator while holding its table lock: frames are taken
+/// before the lock into a [`FramePool`] and surplus frames are given back after it, so an
+/// allocator may itself call the seed API (a heap that grows by mapping pages) — see
+/// [`ActiveTable`](crate::ActiveTable#hooks). [`ActiveTable::with_table`](crate::ActiveTable::with_table)
+/// closures are the exception: they may call the allocator under the lock.
+///
+/// An allocator that cannot take frames back says so with [`can_free`](Self::can_free); a
+/// [`FramePool`] in front of it then keeps the frames tables give back and hands them out again.
 ///
 /// # Safety
 ///
@@ -48,9 +56,38 @@ pub unsafe trait FrameAllocator {
     /// `frame` came from [`allocate_frame`](Self::allocate_frame) of this allocator and is no
     /// longer referenced by any table or TLB.
     unsafe fn deallocate_frame(&mut self, frame: PhyAddr);
+
+    /// Whether [`deallocate_frame`](Self::deallocate_frame) takes frames back. `false` for an
+    /// allocator that cannot (a bump allocator, frames carved from a heap that never shrinks):
+    /// a [`FramePool`] in front of it keeps such frames for reuse instead of calling
+    /// `deallocate_frame`. The default is `true`.
+    ///
+    /// ```
+    /// use awk_paging::{FrameAllocator, PhyAddr};
+    /// /// Hands out increasing frames, never takes one back.
+    /// struct Bump(u64);
+    /// unsafe impl FrameAllocator for Bump {
+    ///     fn allocate_frame(&mut self) -> Option<PhyAddr> {
+    ///         self.0 += 0x1000;
+    ///         Some(PhyAddr::new(self.0))
+    ///     }
+    ///     unsafe fn deallocate_frame(&mut self, _: PhyAddr) {}
+    ///     fn can_free(&self) -> bool { false }
+    /// }
+    /// assert!(!Bump(0).can_free());
+    /// ```
+    #[inline]
+    fn can_free(&self) -> bool {
+        true
+    }
 }
 
 unsafe impl<F: FrameAllocator + ?Sized> FrameAllocator for &mut F {
+    #[inline]
+    fn can_free(&self) -> bool {
+        (**self).can_free()
+    }
+
     #[inline]
     fn allocate_frame(&mut self) -> Option<PhyAddr> {
         (**self).allocate_frame()
@@ -200,5 +237,10 @@ unsafe impl<F: FrameAllocator> FrameAllocator for CountingFrames<F> {
         self.freed += 1;
         // SAFETY: forwarded contract.
         unsafe { self.inner.deallocate_frame(frame) }
+    }
+
+    #[inline]
+    fn can_free(&self) -> bool {
+        self.inner.can_free()
     }
 }

@@ -1,0 +1,414 @@
+//! [`KernelGlobal`]: what a backend's static API keeps — the table behind its lock, the
+//! kernel's frame allocator behind a lock of its own, the frames taken for the table in advance,
+//! and the lock-free read view.
+//!
+//! Lock order: the allocator's lock, then the table's. The seed `map` and `unmap` never hold
+//! both: they take frames (allocator lock), then edit (table lock), then give surplus frames
+//! back (allocator lock). So the allocator may call the seed API: a call from inside
+//! `allocate_frame` finds the allocator lock held by its own CPU, skips the refill, and maps
+//! with the frames already pooled.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use super::global::GlobalTable;
+use super::read::ReadView;
+use super::{AccessError, ActiveTable, InitError, InstanceOf, TableOf, TryAccessError};
+use crate::arch::Arch;
+use crate::{FrameAllocator, FramePool, PageTable, PhyAddr, TranslateError, VirtAddr};
+
+/// At most this many frames move between the allocator and the pool per lock round.
+const BATCH: usize = 8;
+
+/// The global state behind an [`ActiveTable`] backend's static API (one `static` per backend).
+///
+/// ```
+/// use awk_paging::{ActiveTable, KernelGlobal};
+/// # use awk_paging::{FrameAllocator, NoTlb, OffsetPhysMem, PhyAddr, irq::HostIrq};
+/// # use awk_paging::emu::EmuArch;
+/// # struct NoFrames;
+/// # unsafe impl FrameAllocator for NoFrames {
+/// #     fn allocate_frame(&mut self) -> Option<PhyAddr> { None }
+/// #     unsafe fn deallocate_frame(&mut self, _: PhyAddr) {}
+/// # }
+/// struct Backend;
+/// static GLOBAL: KernelGlobal<Backend> = KernelGlobal::new();
+/// impl ActiveTable for Backend {
+///     type Arch = EmuArch;
+///     type Mem = OffsetPhysMem;
+///     type Frames = NoFrames;
+///     type Tlb = NoTlb;
+///     type Irq = HostIrq;
+///     fn global() -> &'static KernelGlobal<Self> { &GLOBAL }
+/// }
+/// assert!(!GLOBAL.is_initialized());
+/// ```
+pub struct KernelGlobal<B: ActiveTable> {
+    table: GlobalTable<InstanceOf<B>, B::Irq>,
+    frames: GlobalTable<B::Frames, B::Irq>,
+    /// The allocator while a [`with_table`](ActiveTable::with_table) closure may use it
+    /// through [`Lent`]; null otherwise, and while a `Lent` call is using it.
+    lent: AtomicPtr<B::Frames>,
+    /// How many frames the table's pool held when last looked at (a hint read without lock).
+    pooled: AtomicUsize,
+    view: ReadView<B::Arch, B::Mem>,
+}
+
+// SAFETY: the table and the allocator are behind `GlobalTable` locks (Sync for `Send` values);
+// `lent` is only dereferenced by whoever swapped it out of the cell (one at a time), while the
+// allocator's lock is held by the `with_table` that lent it; the view is Sync on its own terms.
+unsafe impl<B: ActiveTable> Sync for KernelGlobal<B>
+where
+    InstanceOf<B>: Send,
+    B::Frames: Send,
+    B::Arch: Sync,
+    B::Mem: Sync,
+{
+}
+
+impl<B: ActiveTable> KernelGlobal<B> {
+    /// An uninitialised global (usable in a `static`).
+    ///
+    /// ```
+    /// # use awk_paging::{ActiveTable, KernelGlobal};
+    /// fn fresh<B: ActiveTable>() -> KernelGlobal<B> { KernelGlobal::new() }
+    /// ```
+    #[must_use]
+    pub const fn new() -> Self {
+        KernelGlobal {
+            table: GlobalTable::new(),
+            frames: GlobalTable::new(),
+            lent: AtomicPtr::new(ptr::null_mut()),
+            pooled: AtomicUsize::new(0),
+            view: ReadView::new(),
+        }
+    }
+
+    /// Whether a table is installed. Does not take any lock.
+    ///
+    /// ```
+    /// # use awk_paging::{ActiveTable, KernelGlobal};
+    /// fn ready<B: ActiveTable>() -> bool { B::global().is_initialized() }
+    /// ```
+    #[must_use]
+    pub fn is_initialized(&self) -> bool {
+        self.view.parts().is_some() && self.table.is_initialized()
+    }
+
+    /// Runs `f` on the table if its lock is free, never waiting: for handlers that must not
+    /// spin (NMI, panic and crash paths). The allocator is not lent: the table's pool has only
+    /// its pooled frames.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAccessError::NotInitialized`], [`TryAccessError::Reentered`] (this CPU holds the
+    /// lock), [`TryAccessError::Busy`] (another CPU does).
+    ///
+    /// ```
+    /// # use awk_paging::{ActiveTable, KernelGlobal, TryAccessError};
+    /// fn root<B: ActiveTable>() -> Result<awk_paging::PhyAddr, TryAccessError> {
+    ///     B::global().try_with(|t| t.root())
+    /// }
+    /// ```
+    pub fn try_with<R>(
+        &self,
+        f: impl FnOnce(&mut InstanceOf<B>) -> R,
+    ) -> Result<R, TryAccessError> {
+        self.table.try_with(|t| {
+            let r = f(t);
+            self.pooled.store(t.frames().len(), Ordering::Relaxed);
+            r
+        })
+    }
+
+    /// How many frames the table's pool held after the last seed call (without a lock: a hint,
+    /// exact while no other CPU edits the table).
+    ///
+    /// ```
+    /// # use awk_paging::{ActiveTable, KernelGlobal};
+    /// fn pooled<B: ActiveTable>() -> usize { B::global().pooled() }
+    /// ```
+    #[must_use]
+    pub fn pooled(&self) -> usize {
+        self.pooled.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no lock-free translation that could have started before this call is still
+    /// walking the tables (the grace period of [`ActiveTable::try_vm_to_phy`]). Call it inside
+    /// [`ActiveTable::with_table`], after unlinking tables and before freeing them (before the
+    /// `finish` of a gather that detached tables). The seed `unmap` does it itself.
+    ///
+    /// ```
+    /// # use awk_paging::{ActiveTable, KernelGlobal};
+    /// fn quiesce<B: ActiveTable>() { B::global().wait_for_readers() }
+    /// ```
+    pub fn wait_for_readers(&self) {
+        self.view.wait_for_readers();
+    }
+
+    /// The frames one seed call may need at most: a table per level below the root.
+    fn per_call(&self) -> usize {
+        self.view
+            .parts()
+            .map_or(0, |(a, _)| usize::from(a.levels().saturating_sub(1)))
+    }
+
+    /// Installs `table`: its allocator goes behind the allocator lock, the table (with a
+    /// [`FramePool`] over [`Lent`] as its allocator) behind the table lock, and its format,
+    /// accessor and root into the read view; then the pool is filled.
+    pub(super) fn install(&'static self, table: TableOf<B>) -> Result<(), InitError> {
+        let root = table.root();
+        let policy = table.policy();
+        let table = core::mem::ManuallyDrop::new(table);
+        // SAFETY: moving every part out of a value that is never used or dropped again
+        // (`ManuallyDrop`): each is read exactly once.
+        let (arch, mem, frames, tlb) = unsafe {
+            (
+                ptr::read(table.arch()),
+                ptr::read(table.mem()),
+                ptr::read(table.frames()),
+                ptr::read(table.tlb()),
+            )
+        };
+        if self.frames.init(frames).is_err() {
+            // Refused: its parts are dropped (which frees no frame, as dropping a table).
+            return Err(InitError::AlreadyInitialized);
+        }
+        let pool = FramePool::new(mem.clone(), Lent::new());
+        let (view_arch, view_mem) = (arch, mem.clone());
+        // SAFETY: the same tables, the same accessor, and an allocator that frees into the
+        // same allocator (through the pool): what `table` owned, this value owns.
+        let mut inst = unsafe { PageTable::from_root(arch, mem, pool, tlb, root) };
+        inst.set_policy(policy);
+        // SAFETY: only the caller that installed the allocator gets here, once.
+        unsafe { self.view.publish(view_arch, view_mem, root) };
+        self.table
+            .init(inst)
+            .map_err(|_| InitError::AlreadyInitialized)?;
+        self.refill();
+        Ok(())
+    }
+
+    /// Tops the pool up to two calls' worth of frames, taking them from the allocator under its
+    /// own lock, never under the table lock. Skipped when the allocator's lock is held on this
+    /// CPU (a seed call from inside the allocator): the pool then has enough left for that call,
+    /// since it held two calls' worth before the outer call started.
+    pub(super) fn refill(&self) {
+        let target = 2 * self.per_call();
+        let have = self.pooled.load(Ordering::Relaxed);
+        if have >= target {
+            return;
+        }
+        if self.table.held_here() {
+            // A seed call from a hook of an operation on this CPU (refused anyway): the
+            // allocator must not run under the table lock.
+            return;
+        }
+        let want = (target - have).min(BATCH);
+        let mut got = [PhyAddr::ZERO; BATCH];
+        let mut n = 0;
+        let taken = self.frames.with(|f| {
+            while n < want {
+                let Some(frame) = f.allocate_frame() else {
+                    break;
+                };
+                got[n] = frame;
+                n += 1;
+            }
+        });
+        if taken.is_err() || n == 0 {
+            return;
+        }
+        let pushed = self.table.with(|t| {
+            for &frame in &got[..n] {
+                // SAFETY: fresh frames of the allocator behind the pool's `Lent`, unused.
+                unsafe { t.frames_mut().push(frame) };
+            }
+            self.pooled.store(t.frames().len(), Ordering::Relaxed);
+        });
+        if pushed.is_err() {
+            // Cannot happen (the allocator lock was free on this CPU, so no closure of this
+            // CPU holds the table lock); give them back rather than leak.
+            let _ = self.frames.with(|f| {
+                if f.can_free() {
+                    for &frame in &got[..n] {
+                        // SAFETY: just allocated, never used.
+                        unsafe { f.deallocate_frame(frame) };
+                    }
+                }
+            });
+        }
+    }
+
+    /// Gives frames above four calls' worth back to the allocator (if it can free), outside the
+    /// table lock.
+    pub(super) fn trim(&self) {
+        let high = 4 * self.per_call();
+        if self.pooled.load(Ordering::Relaxed) <= high || self.table.held_here() {
+            return;
+        }
+        let Ok(true) = self.frames.with(|f| f.can_free()) else {
+            return;
+        };
+        let mut out = [PhyAddr::ZERO; BATCH];
+        let mut n = 0;
+        let _ = self.table.with(|t| {
+            while n < BATCH && t.frames().len() > high {
+                let Some(frame) = t.frames_mut().pop() else {
+                    break;
+                };
+                out[n] = frame;
+                n += 1;
+            }
+            self.pooled.store(t.frames().len(), Ordering::Relaxed);
+        });
+        let back = self.frames.with(|f| {
+            for &frame in &out[..n] {
+                // SAFETY: pooled frames are the allocator's and unused.
+                unsafe { f.deallocate_frame(frame) };
+            }
+        });
+        if back.is_err() && n > 0 {
+            // Re-entered from inside the allocator: keep them.
+            let _ = self.table.with(|t| {
+                for &frame in &out[..n] {
+                    // SAFETY: as above; back into the pool they came from.
+                    unsafe { t.frames_mut().push(frame) };
+                }
+                self.pooled.store(t.frames().len(), Ordering::Relaxed);
+            });
+        }
+    }
+
+    /// Runs `f` under the table lock only (the seed calls).
+    pub(super) fn locked<R>(
+        &self,
+        f: impl FnOnce(&mut InstanceOf<B>) -> R,
+    ) -> Result<R, AccessError> {
+        self.table.with(|t| {
+            let r = f(t);
+            self.pooled.store(t.frames().len(), Ordering::Relaxed);
+            r
+        })
+    }
+
+    /// Runs `f` under both locks with the allocator lent to the pool (`with_table`); under the
+    /// table lock alone when this CPU already holds the allocator lock (a call from inside the
+    /// allocator: the pool then has only its pooled frames).
+    pub(super) fn with_lent<R>(
+        &self,
+        f: impl FnOnce(&mut InstanceOf<B>) -> R,
+    ) -> Result<R, AccessError> {
+        let mut f = Some(f);
+        let lent = self.frames.with(|frames| {
+            let p: *mut B::Frames = frames;
+            self.lent.store(p, Ordering::Release);
+            let r = self.locked(|t| f.take().map(|f| f(t)));
+            // Take the allocator back; wait for a `Lent` call still using it (on another CPU:
+            // one of ours has returned by now).
+            while self
+                .lent
+                .compare_exchange_weak(p, ptr::null_mut(), Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+            r
+        });
+        match lent {
+            Ok(Ok(Some(r))) => Ok(r),
+            Ok(Err(e)) => Err(e),
+            // The closure runs at most once: `None` would mean it was taken already.
+            Ok(Ok(None)) => Err(AccessError::Reentered),
+            Err(AccessError::Reentered) => match f.take() {
+                Some(f) => self.locked(f),
+                None => Err(AccessError::Reentered),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lock-free translation (see [`ActiveTable::try_vm_to_phy`]).
+    #[inline]
+    pub(super) fn translate(&self, va: VirtAddr) -> Result<PhyAddr, TranslateError> {
+        self.view.translate(va)
+    }
+
+    /// Runs `f` with the allocator if it is lent out right now and nobody else uses it.
+    fn borrow_lent<R>(&self, f: impl FnOnce(&mut B::Frames) -> R) -> Option<R> {
+        let p = self.lent.swap(ptr::null_mut(), Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-null only while a `with_lent` holds the allocator's lock and has stopped
+        // using its own reference; the swap made this call its only user until the store below.
+        let r = f(unsafe { &mut *p });
+        self.lent.store(p, Ordering::Release);
+        Some(r)
+    }
+}
+
+impl<B: ActiveTable> Default for KernelGlobal<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The allocator of the global instance's [`FramePool`]: the kernel's allocator while a
+/// [`with_table`](ActiveTable::with_table) closure runs, nothing otherwise (the seed calls use
+/// only pooled frames, taken before the lock). A frame given back while nothing is lent stays in
+/// the pool.
+///
+/// ```
+/// # use awk_paging::{ActiveTable, FrameAllocator, Lent};
+/// fn outside<B: ActiveTable>() {
+///     let mut l = Lent::<B>::new();
+///     assert_eq!(l.allocate_frame(), None); // no `with_table` running
+///     assert!(!l.can_free());
+/// }
+/// ```
+pub struct Lent<B>(core::marker::PhantomData<fn() -> B>);
+
+impl<B> Lent<B> {
+    /// The handle (all handles reach the one global allocator).
+    ///
+    /// ```
+    /// # use awk_paging::{ActiveTable, Lent};
+    /// fn handle<B: ActiveTable>() -> Lent<B> { Lent::new() }
+    /// ```
+    #[must_use]
+    pub const fn new() -> Self {
+        Lent(core::marker::PhantomData)
+    }
+}
+
+impl<B> Default for Lent<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B> core::fmt::Debug for Lent<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Lent")
+    }
+}
+
+// SAFETY: forwards to the backend's allocator (its contract) while it is lent, else hands out
+// nothing.
+unsafe impl<B: ActiveTable> FrameAllocator for Lent<B> {
+    fn allocate_frame(&mut self) -> Option<PhyAddr> {
+        B::global().borrow_lent(|f| f.allocate_frame()).flatten()
+    }
+
+    unsafe fn deallocate_frame(&mut self, frame: PhyAddr) {
+        // Only called when `can_free` said so (by the pool); if the allocator is not lent any
+        // more the frame is lost rather than freed into nothing.
+        // SAFETY: forwarded contract.
+        let _ = B::global().borrow_lent(|f| unsafe { f.deallocate_frame(frame) });
+    }
+
+    fn can_free(&self) -> bool {
+        B::global().borrow_lent(|f| f.can_free()).unwrap_or(false)
+    }
+}
