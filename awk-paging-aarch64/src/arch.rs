@@ -14,7 +14,7 @@
 //!
 //! # Leaf encoding (Arm ARM D8.3 "Translation table descriptor formats")
 //!
-//! - AttrIndx from [`crate::mair::index_of`] of [`Flags::memory_type`](awk_paging::Flags::memory_type).
+//! - AttrIndx from the regime's [`MairLayout`](crate::mair::MairLayout) (by default the crate's own, [`crate::mair::index_of`]) of [`Flags::memory_type`](awk_paging::Flags::memory_type).
 //! - SH = 0b11 (inner shareable) for every leaf. Normal cacheable memory needs it for coherence
 //!   between CPUs; for Device and Normal non-cacheable memory the architecture ignores the SH
 //!   field and treats every access as Outer Shareable (Arm ARM, "Memory types and attributes"),
@@ -106,6 +106,8 @@ pub struct A64 {
     va: VaSize,
     half: Half,
     pa_bits: u8,
+    /// Which AttrIndx each memory type uses (the kernel's MAIR_EL1 layout).
+    mair: mair::MairLayout,
 }
 
 impl Default for A64 {
@@ -128,6 +130,7 @@ impl A64 {
             va,
             half,
             pa_bits: 48,
+            mair: mair::MairLayout::DEFAULT,
         }
     }
 
@@ -150,6 +153,36 @@ impl A64 {
             bits
         };
         self
+    }
+
+    /// Encodes and decodes memory types through `layout` (a kernel's own MAIR_EL1, read with
+    /// [`MairLayout::from_mair`](mair::MairLayout::from_mair)) instead of the crate's
+    /// [`MairLayout::DEFAULT`](mair::MairLayout::DEFAULT).
+    ///
+    /// ```
+    /// use awk_paging::{arch::Arch, Attrs, Flags, PhyAddr};
+    /// use awk_paging_aarch64::{mair::MairLayout, A64};
+    /// let kernel = MairLayout::from_mair(0x04_bb_ff_44_00).unwrap(); // WB at index 2
+    /// let r = A64::default().with_mair(kernel);
+    /// let d = r.leaf_entry(PhyAddr::new(0x4000_0000), 0, Attrs::from(Flags::RW));
+    /// assert_eq!((d >> 2) & 7, 2);
+    /// assert_eq!(r.leaf_attrs(d, 0).flags, Flags::RW);
+    /// ```
+    #[must_use]
+    pub const fn with_mair(mut self, layout: mair::MairLayout) -> Self {
+        self.mair = layout;
+        self
+    }
+
+    /// The memory-attribute layout this regime encodes through.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::{mair::MairLayout, A64};
+    /// assert_eq!(A64::default().mair(), MairLayout::DEFAULT);
+    /// ```
+    #[must_use]
+    pub const fn mair(&self) -> mair::MairLayout {
+        self.mair
     }
 
     /// The VA size.
@@ -358,7 +391,7 @@ unsafe impl Arch for A64 {
         let mut d = b::VALID
             | b::AF
             | b::SH_INNER
-            | (u64::from(mair::index_of(mt)) << b::ATTR_INDX_SHIFT)
+            | (u64::from(self.mair.index_of(mt)) << b::ATTR_INDX_SHIFT)
             | (pa.as_u64() & OA_MASK);
         if level == 0 {
             d |= b::TABLE_OR_PAGE; // page; blocks keep TYPE = 0
@@ -385,7 +418,12 @@ unsafe impl Arch for A64 {
     #[inline(always)]
     fn leaf_attrs(&self, raw: u64, _level: u8) -> Attrs {
         let index = ((raw & b::ATTR_INDX_MASK) >> b::ATTR_INDX_SHIFT) as u8;
-        let mt = mair::memory_type(index).unwrap_or(MemoryType::Device);
+        // An index the layout does not map (see `MairLayout::memory_type` for the report):
+        // decoded as Device, the most restrictive (never executable).
+        let mt = match self.mair.memory_type(index) {
+            Ok(mt) => mt,
+            Err(_) => MemoryType::Device,
+        };
         let (write, user) = (raw & b::AP_RO == 0, raw & b::AP_EL0 != 0);
         let execute = if user {
             raw & b::UXN == 0

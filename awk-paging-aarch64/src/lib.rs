@@ -68,7 +68,7 @@ pub mod mmu;
 mod tlb;
 
 pub use arch::{Half, VaSize, A64};
-pub use mapper::{AArch64, AArch64Irq, KernelTable};
+pub use mapper::{AArch64, AArch64Irq, KernelTable, MairInitError};
 pub use tlb::{TlbBatch, TlbEl1, TlbSequence};
 
 /// One AArch64 address space: the shared [`awk_paging::PageTable`] over VMSAv8-64 descriptors.

@@ -4,6 +4,12 @@
 use awk_paging::irq::IrqControl;
 use awk_paging::{ActiveTable, FrameAllocator, InitError, KernelGlobal, OffsetPhysMem, Tlb};
 
+use core::mem::ManuallyDrop;
+use core::ptr;
+
+use awk_paging::PageTable;
+
+use crate::mair::{MairError, MairLayout};
 use crate::{AArch64PageTable, A64};
 
 /// The kernel's active TTBR0 table as the static API holds it: tables reached through a linear
@@ -172,6 +178,70 @@ impl AArch64 {
     /// ```
     pub fn init(table: KernelTable) -> Result<(), InitError> {
         <Self as ActiveTable>::install(table)
+    }
+
+    /// [`init`](Self::init) for a kernel that keeps its own MAIR_EL1: the table's regime encodes
+    /// and decodes memory types through the indices `mair_el1` holds (see
+    /// [`MairLayout::from_mair`]), so live tables taken over keep their meaning and the kernel
+    /// does not reprogram MAIR_EL1.
+    ///
+    /// # Errors
+    ///
+    /// [`MairInitError::Mair`] when `mair_el1` lacks a memory type the crate uses (nothing is
+    /// installed), [`MairInitError::AlreadyInitialized`] as [`init`](Self::init).
+    ///
+    /// ```no_run
+    /// # use awk_paging_aarch64::{AArch64, KernelTable};
+    /// # fn read_mair_el1() -> u64 { 0x04_bb_ff_44_00 } // `mrs x0, mair_el1` in a kernel
+    /// # fn kernel(live: KernelTable) {
+    /// AArch64::init_with_mair(live, read_mair_el1()).expect("MAIR_EL1 has every memory type");
+    /// # }
+    /// ```
+    pub fn init_with_mair(table: KernelTable, mair_el1: u64) -> Result<(), MairInitError> {
+        let layout = MairLayout::from_mair(mair_el1).map_err(MairInitError::Mair)?;
+        let root = table.root();
+        let policy = table.policy();
+        let table = ManuallyDrop::new(table);
+        // SAFETY: every part moved out exactly once of a value never used or dropped again.
+        let (arch, mem, frames, tlb) = unsafe {
+            (
+                ptr::read(table.arch()),
+                ptr::read(table.mem()),
+                ptr::read(table.frames()),
+                ptr::read(table.tlb()),
+            )
+        };
+        // SAFETY: the same tables, accessor, allocator and TLB hook; only the reading of the
+        // AttrIndx field changes, to what the hardware reads through `mair_el1`.
+        let mut table: KernelTable =
+            unsafe { PageTable::from_root(arch.with_mair(layout), mem, frames, tlb, root) };
+        table.set_policy(policy);
+        Self::init(table).map_err(|_| MairInitError::AlreadyInitialized)
+    }
+}
+
+/// Why [`AArch64::init_with_mair`] installed nothing.
+///
+/// ```
+/// use awk_paging::MemoryType;
+/// use awk_paging_aarch64::{mair::MairError, MairInitError};
+/// let e = MairInitError::Mair(MairError::Missing(MemoryType::Device));
+/// assert_ne!(e, MairInitError::AlreadyInitialized);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MairInitError {
+    /// The MAIR_EL1 value lacks a memory type (which one: [`MairError::Missing`]).
+    Mair(MairError),
+    /// A table is installed already; the first one stays.
+    AlreadyInitialized,
+}
+
+impl core::fmt::Display for MairInitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MairInitError::Mair(e) => e.fmt(f),
+            MairInitError::AlreadyInitialized => InitError::AlreadyInitialized.fmt(f),
+        }
     }
 }
 
