@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use awk_paging::emu::EmuArch;
 use awk_paging::irq::HostIrq;
 use awk_paging::{
-    ActiveTable, Flags, FrameAllocator, KernelGlobal, Mapper, NoTlb, PageTable, PhyAddr, PhysMem,
-    TranslateError, VirtAddr, PAGESIZE,
+    ActiveTable, Flags, FrameAllocator, KernelGlobal, Mapper, NoTlb, PageSize, PageTable, PhyAddr,
+    PhysMem, TranslateError, VirtAddr, PAGESIZE,
 };
 
 const FRAMES: usize = 256;
@@ -270,4 +270,26 @@ fn translate_without_the_lock() {
         frames.live.load(Ordering::SeqCst),
         2 + 16 + Seed::global().pooled()
     );
+
+    // --- The seed unmap of a 4 KiB page inside a 2 MiB page splits it (the range path). ---
+    let huge = VirtAddr::new(0x3000_0000_0000);
+    let huge_pa = 0x8000_0000u64;
+    let mapped = Seed::with_table(|t| {
+        unsafe { t.map(huge, PhyAddr::new(huge_pa), PageSize::Size2M, Flags::RW) }
+            .map(|f| f.flush())
+    });
+    assert_eq!(mapped, Ok(Ok(())));
+    let inside = VirtAddr::new(huge.as_u64() + 0x5000);
+    assert_eq!(
+        unsafe { Seed::try_unmap(inside) }.map(|u| (u.frame, u.size)),
+        Ok((PhyAddr::new(huge_pa + 0x5000), PageSize::Size4K))
+    );
+    assert_eq!(Seed::try_vm_to_phy(inside), Err(TranslateError::NotMapped));
+    for off in [0u64, 0x4000, 0x6000, 0x1f_f000] {
+        assert_eq!(
+            Seed::try_vm_to_phy(VirtAddr::new(huge.as_u64() + off)),
+            Ok(PhyAddr::new(huge_pa + off)),
+            "the rest of the 2 MiB page stays, at {off:#x}"
+        );
+    }
 }

@@ -5,7 +5,9 @@
 //! round, and every round leaves the global table as it found it (unmap reclaims the tables).
 //!
 //! `unmap` is timed through `try_unmap`, which is what `unmap` runs (an `unmap_range` of the page
-//! plus `finish`, which also frees the tables it emptied) but returns the result to check. The
+//! plus `finish`, which also frees the tables it emptied) but returns the result to check.
+//! `map` takes its table frames from a pool the global fills before taking its lock, and
+//! `unmap` frees into it; each round empties the pool at the end (`teardown`). The
 //! seed API has no protect: its protect row is `with_table` + `update_flags` (the lock plus the
 //! instance call).
 
@@ -30,6 +32,14 @@ pub fn install() {
     X86::install(x86).expect("first install");
     let a64 = PageTable::new(A64::default(), arena::phys(), frames(), tlb).expect("root");
     AArch64::install(a64).expect("first install");
+    empty_pool::<X86>();
+    empty_pool::<AArch64>();
+}
+
+/// Gives every frame the global table holds in advance (its pool, filled before the lock) back
+/// to the arena, so that a round ends with the arena as it began.
+fn empty_pool<B: ActiveTable>() {
+    B::with_table(|t| t.frames_mut().trim(0)).expect("installed");
 }
 
 /// The seed API of backend `B` (4 KiB pages only).
@@ -71,6 +81,8 @@ impl<B: ActiveTable> Subject for Seed<B> {
     }
 
     fn teardown(self) {
-        // The unmaps freed every table but the global root, which stays for the next round.
+        // The unmaps freed every table but the global root, which stays for the next round,
+        // into the table's pool (frames taken before the lock); it goes back to the arena.
+        empty_pool::<B>();
     }
 }

@@ -51,6 +51,8 @@ pub struct KernelGlobal<B: ActiveTable> {
     lent: AtomicPtr<B::Frames>,
     /// How many frames the table's pool held when last looked at (a hint read without lock).
     pooled: AtomicUsize,
+    /// Below this many pooled frames `map` refills first (two calls' worth; set at install).
+    low: AtomicUsize,
     view: ReadView<B::Arch, B::Mem>,
 }
 
@@ -80,6 +82,7 @@ impl<B: ActiveTable> KernelGlobal<B> {
             frames: GlobalTable::new(),
             lent: AtomicPtr::new(ptr::null_mut()),
             pooled: AtomicUsize::new(0),
+            low: AtomicUsize::new(0),
             view: ReadView::new(),
         }
     }
@@ -147,6 +150,7 @@ impl<B: ActiveTable> KernelGlobal<B> {
     }
 
     /// The frames one seed call may need at most: a table per level below the root.
+    #[inline]
     fn per_call(&self) -> usize {
         self.view
             .parts()
@@ -180,6 +184,10 @@ impl<B: ActiveTable> KernelGlobal<B> {
         // same allocator (through the pool): what `table` owned, this value owns.
         let mut inst = unsafe { PageTable::from_root(arch, mem, pool, tlb, root) };
         inst.set_policy(policy);
+        self.low.store(
+            2 * usize::from(view_arch.levels().saturating_sub(1)),
+            Ordering::Relaxed,
+        );
         // SAFETY: only the caller that installed the allocator gets here, once.
         unsafe { self.view.publish(view_arch, view_mem, root) };
         self.table
@@ -193,7 +201,17 @@ impl<B: ActiveTable> KernelGlobal<B> {
     /// own lock, never under the table lock. Skipped when the allocator's lock is held on this
     /// CPU (a seed call from inside the allocator): the pool then has enough left for that call,
     /// since it held two calls' worth before the outer call started.
+    #[inline]
     pub(super) fn refill(&self) {
+        if self.pooled.load(Ordering::Relaxed) < self.low.load(Ordering::Relaxed) {
+            self.refill_slow();
+        }
+    }
+
+    /// [`refill`](Self::refill) when the pool is low.
+    #[cold]
+    #[inline(never)]
+    fn refill_slow(&self) {
         let target = 2 * self.per_call();
         let have = self.pooled.load(Ordering::Relaxed);
         if have >= target {
@@ -242,9 +260,19 @@ impl<B: ActiveTable> KernelGlobal<B> {
 
     /// Gives frames above four calls' worth back to the allocator (if it can free), outside the
     /// table lock.
+    #[inline]
     pub(super) fn trim(&self) {
+        if self.pooled.load(Ordering::Relaxed) > 2 * self.low.load(Ordering::Relaxed) {
+            self.trim_slow();
+        }
+    }
+
+    /// [`trim`](Self::trim) when the pool is high.
+    #[cold]
+    #[inline(never)]
+    fn trim_slow(&self) {
         let high = 4 * self.per_call();
-        if self.pooled.load(Ordering::Relaxed) <= high || self.table.held_here() {
+        if self.table.held_here() {
             return;
         }
         let Ok(true) = self.frames.with(|f| f.can_free()) else {

@@ -327,26 +327,59 @@ pub trait ActiveTable: Sized + 'static {
     unsafe fn try_unmap(vm_addr: VirtAddr) -> Result<Unmapped, UnmapError> {
         let g = Self::global();
         let r = g.locked(|t| {
-            // The 4 KiB page at `vm_addr`, whatever maps it: a huge page around it is split
-            // (`unmap_range`), and emptied tables are reclaimed after the flush and after the
-            // lock-free readers' grace period.
-            let mut gather = t.gather();
-            let mut gone = None;
+            // The common case: a 4 KiB leaf. Clear it, invalidate it; only when its table is
+            // empty now, reclaim (below).
             // SAFETY: forwarded.
-            let r = unsafe {
-                t.unmap_range(vm_addr, PAGESIZE as u64, &mut gather, |u| {
-                    gone = Some(u.unmapped);
-                })
-            };
-            g.wait_for_readers();
-            // Our own gather: `finish` cannot refuse it.
-            let _ = t.finish(gather);
-            r.map_err(|e| e.error)?;
-            gone.ok_or(UnmapError::NotMapped)
+            match unsafe { t.unmap(vm_addr, PageSize::Size4K) } {
+                Ok((gone, flush)) => {
+                    flush.flush();
+                    if read::leaf_table_empty(t.arch(), t.mem(), t.root(), vm_addr) {
+                        // SAFETY: forwarded (the page is unmapped already; this frees the
+                        // tables it emptied).
+                        let _ = unsafe { reclaim(g, t, vm_addr) };
+                    }
+                    Ok(gone)
+                }
+                Err(UnmapError::NotMapped) => Err(UnmapError::NotMapped),
+                // A huge page around it (split), or an input the range engine reports.
+                // SAFETY: forwarded.
+                Err(_) => {
+                    unsafe { reclaim(g, t, vm_addr) }.and_then(|u| u.ok_or(UnmapError::NotMapped))
+                }
+            }
         })?;
         g.trim();
         r
     }
+}
+
+/// Unmaps the 4 KiB page at `va` whatever maps it (a huge page around it is split) with the
+/// range engine, and frees the tables that emptied: after the flush and after the lock-free
+/// readers' grace period. Returns what was unmapped, if anything.
+///
+/// # Safety
+///
+/// As [`Mapper::unmap`].
+unsafe fn reclaim<B: ActiveTable>(
+    g: &KernelGlobal<B>,
+    t: &mut InstanceOf<B>,
+    va: VirtAddr,
+) -> Result<Option<Unmapped>, UnmapError> {
+    let mut gather = t.gather();
+    let mut gone = None;
+    // SAFETY: forwarded.
+    let r = unsafe {
+        t.unmap_range(va, PAGESIZE as u64, &mut gather, |u| {
+            gone = Some(u.unmapped);
+        })
+    };
+    if !gather.tables().is_empty() {
+        g.wait_for_readers();
+    }
+    // Our own gather: `finish` cannot refuse it.
+    let _ = t.finish(gather);
+    r.map_err(|e| e.error)?;
+    Ok(gone)
 }
 
 impl<B: ActiveTable> Mapper for B {

@@ -166,3 +166,49 @@ fn walk<A: Arch, M: PhysMem>(
         }
     }
 }
+
+/// Whether the 4 KiB-page table that maps `va` holds no valid entry any more (after the seed
+/// `unmap` cleared one): the entries nearest to `va`'s first, so a table still in use answers
+/// after a load or two. `false` if the walk does not reach a 4 KiB-page table.
+pub(crate) fn leaf_table_empty<A: Arch, M: PhysMem>(
+    arch: &A,
+    mem: &M,
+    root: PhyAddr,
+    va: VirtAddr,
+) -> bool {
+    let mut level = arch.levels().saturating_sub(1);
+    let mut table = root;
+    while level > 0 {
+        let Some(base) = mem.frame_ptr(table) else {
+            return false;
+        };
+        // SAFETY: as in `walk`; the caller holds the writer lock, so the table is live.
+        let raw =
+            unsafe { AtomicU64::from_ptr(base.as_ptr().cast::<u64>().add(table_index(va, level))) }
+                .load(Ordering::Relaxed);
+        let Entry::Table(next) = arch.decode(raw, level) else {
+            return false;
+        };
+        table = next;
+        level -= 1;
+    }
+    let Some(base) = mem.frame_ptr(table) else {
+        return false;
+    };
+    let base = base.as_ptr().cast::<u64>();
+    let at = table_index(va, 0);
+    let valid = |i: usize| {
+        // SAFETY: as above; i < 512.
+        let raw = unsafe { AtomicU64::from_ptr(base.add(i)) }.load(Ordering::Relaxed);
+        !matches!(arch.decode(raw, 0), Entry::Invalid)
+    };
+    for d in 1..crate::ENTRIES {
+        if (at + d < crate::ENTRIES && valid(at + d)) || (d <= at && valid(at - d)) {
+            return false;
+        }
+        if at + d >= crate::ENTRIES && d > at {
+            break;
+        }
+    }
+    !valid(at)
+}
