@@ -292,4 +292,31 @@ fn translate_without_the_lock() {
             "the rest of the 2 MiB page stays, at {off:#x}"
         );
     }
+
+    // --- The walk hint never outlives a grace period. ---
+    // An anchor keeps the 512 GiB slot's table of 1 GiB entries alive; `va` has the same index
+    // (5) at the last two levels, and `va2` (the next 1 GiB) the same indices as `va` there.
+    let anchor = VirtAddr::new(0x4000_0000_0000);
+    let va = VirtAddr::new(0x4000_4000_0000 + (5 << 21) + (5 << 12));
+    let va2 = VirtAddr::new(va.as_u64() + (1 << 30));
+    assert_eq!(
+        unsafe { Seed::map(anchor, PhyAddr::new(0x9000_0000), Flags::RW) },
+        Ok(())
+    );
+    assert_eq!(
+        unsafe { Seed::map(va, PhyAddr::new(0x9100_0000), Flags::RW) },
+        Ok(())
+    );
+    // A reader records the table of 2 MiB entries of `va`'s 1 GiB region.
+    assert_eq!(Seed::try_vm_to_phy(va), Ok(PhyAddr::new(0x9100_0000)));
+    // Unmapping frees that table and the leaf table below it (into the pool)...
+    assert!(unsafe { Seed::try_unmap(va) }.is_ok());
+    // ... and the next map reuses both frames for `va2`'s region.
+    assert_eq!(
+        unsafe { Seed::map(va2, PhyAddr::new(0x9200_0000), Flags::RW) },
+        Ok(())
+    );
+    // A walk that started at the recorded frame would now read `va2`'s tables.
+    assert_eq!(Seed::try_vm_to_phy(va), Err(TranslateError::NotMapped));
+    assert_eq!(Seed::try_vm_to_phy(va2), Ok(PhyAddr::new(0x9200_0000)));
 }

@@ -24,7 +24,13 @@
 //! A reader that starts later cannot reach the unlinked tables (the unlink is ordered before the
 //! wait by a sequentially consistent fence, the reader's announcement before its first load).
 //! Readers that keep arriving never stall the writer: each writer flips to the other counter
-//! first, and waits only for the one readers used before the flip.
+//! first, and waits only for the one readers used before the flip (a reader that announced
+//! itself in the old counter after the flip sees the flip and moves to the new one).
+//!
+//! Unlike [`PageTable::translate`](crate::PageTable::translate), the lock-free walk does not
+//! refuse entries that lead back to a table on its path (recursive slots): it reads on, level by
+//! level, as the hardware walker does, so an address under a recursive slot translates to the
+//! table frame the hardware would reach.
 //!
 //! Code that frees tables of the global instance itself, inside
 //! [`with_table`](super::ActiveTable::with_table) (`finish` of a gather holding detached tables,
@@ -48,6 +54,10 @@ pub(crate) struct ReadView<A, M> {
     /// Which counter new readers use (its low bit); flipped by each grace period.
     epoch: AtomicUsize,
     readers: [AtomicUsize; 2],
+    /// The table of 2 MiB entries (level 1) a reader reached last, with the 1 GiB region it
+    /// covers and the epoch the reader entered in ([`Hint`]); 0 for none. Readers of another
+    /// epoch ignore it; a grace period clears it once the readers of the old epoch have left.
+    hint: AtomicU64,
 }
 
 // SAFETY: `parts` is written once, before `ready` is published (release) and while no reader
@@ -73,6 +83,7 @@ impl<A: Arch, M: PhysMem> ReadView<A, M> {
             root: AtomicU64::new(0),
             epoch: AtomicUsize::new(0),
             readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            hint: AtomicU64::new(0),
         }
     }
 
@@ -104,11 +115,32 @@ impl<A: Arch, M: PhysMem> ReadView<A, M> {
     pub(crate) fn translate(&self, va: VirtAddr) -> Result<PhyAddr, TranslateError> {
         let (arch, mem) = self.parts().ok_or(TranslateError::NotInitialized)?;
         arch.check_va(va)?;
-        let slot = &self.readers[self.epoch.load(Ordering::Relaxed) & 1];
-        slot.fetch_add(1, Ordering::SeqCst);
-        let _leave = Announced(slot);
+        let (_inside, epoch) = self.enter();
         let root = PhyAddr::new(self.root.load(Ordering::Relaxed));
-        walk(arch, mem, root, va)
+        walk(arch, mem, root, va, &self.hint, epoch)
+    }
+
+    /// Announces a reader in the counter of the current epoch, until the guard drops.
+    ///
+    /// The epoch is read again after the announcement: if a writer flipped it in between, the
+    /// writer may already have looked at that counter (and will not wait for this reader), so
+    /// the reader announces again in the new one. Once the epoch reads the same after the
+    /// announcement, any writer that flips it later waits for this reader; and no writer can
+    /// flip it twice while this reader is inside (the first one waits for it), so the counter
+    /// it sits in is always the one the next writer drains.
+    #[inline]
+    fn enter(&self) -> (Announced<'_>, usize) {
+        let mut e = self.epoch.load(Ordering::SeqCst);
+        loop {
+            let slot = &self.readers[e & 1];
+            slot.fetch_add(1, Ordering::SeqCst);
+            let now = self.epoch.load(Ordering::SeqCst);
+            if now == e {
+                return (Announced(slot), e);
+            }
+            slot.fetch_sub(1, Ordering::Release);
+            e = now;
+        }
     }
 
     /// Waits until no reader that could have loaded a link unlinked before this call is still
@@ -121,28 +153,69 @@ impl<A: Arch, M: PhysMem> ReadView<A, M> {
         while self.readers[old].load(Ordering::SeqCst) != 0 {
             core::hint::spin_loop();
         }
+        // Every reader that could have cached an unlinked table has left: forget its hint
+        // (readers of the new epoch ignore it anyway, and cannot reach unlinked tables).
+        self.hint.store(0, Ordering::SeqCst);
+    }
+}
+
+/// The packed walk hint: bit 63 valid, bits 62:58 the epoch (low 5 bits), bits 57:40 the 1 GiB
+/// region (VA bits 47:30), bits 39:0 the table's frame number.
+struct Hint;
+
+impl Hint {
+    const VALID: u64 = 1 << 63;
+    const FRAME: u64 = (1 << 40) - 1;
+
+    /// The region of `va` (VA bits 47:30).
+    #[inline(always)]
+    fn region(va: VirtAddr) -> u64 {
+        (va.as_u64() >> 30) & 0x3_ffff
+    }
+
+    #[inline(always)]
+    fn pack(epoch: usize, va: VirtAddr, table: PhyAddr) -> Option<u64> {
+        let frame = table.as_u64() >> 12;
+        (frame <= Self::FRAME)
+            .then(|| Self::VALID | ((epoch as u64 & 31) << 58) | (Self::region(va) << 40) | frame)
+    }
+
+    /// The table if `hint` is one for `va` from `epoch`.
+    #[inline(always)]
+    fn table(hint: u64, epoch: usize, va: VirtAddr) -> Option<PhyAddr> {
+        let want = Self::VALID | ((epoch as u64 & 31) << 58) | (Self::region(va) << 40);
+        (hint & !Self::FRAME == want).then(|| PhyAddr::new((hint & Self::FRAME) << 12))
     }
 }
 
 /// The read-only descent: one sequentially consistent load per entry, at most one visit per
-/// level (so a recursive slot cannot loop), no walk cache.
+/// level (bounded by the number of levels, so an entry that leads back up — a recursive slot —
+/// cannot loop: the walk reads on as the hardware would), no walk cache.
+///
+/// With four or three levels the walk starts at the table of 2 MiB entries a reader of the same
+/// epoch reached last for the same 1 GiB region (`hint`), if any, and records the one it reached
+/// otherwise: a table a reader of this epoch reached stays a table until every reader of the
+/// epoch has left (the grace period), so starting there is as safe as walking to it.
 #[inline]
 fn walk<A: Arch, M: PhysMem>(
     arch: &A,
     mem: &M,
     root: PhyAddr,
     va: VirtAddr,
+    hint: &AtomicU64,
+    epoch: usize,
 ) -> Result<PhyAddr, TranslateError> {
-    let mut level = arch.levels().saturating_sub(1);
-    let mut table = root;
-    let mut path = [PhyAddr::ZERO; crate::table::MAX_LEVELS];
-    let mut depth = 0;
+    let top = arch.levels().saturating_sub(1);
+    let hinted = if top == 2 || top == 3 {
+        Hint::table(hint.load(Ordering::SeqCst), epoch, va)
+    } else {
+        None
+    };
+    let (mut level, mut table, mut record) = match hinted {
+        Some(t) => (1, t, false),
+        None => (top, root, top == 2 || top == 3),
+    };
     loop {
-        if depth >= path.len() || path[..depth].contains(&table) {
-            return Err(TranslateError::InvalidPageTable);
-        }
-        path[depth] = table;
-        depth += 1;
         let base = mem
             .frame_ptr(table)
             .ok_or(TranslateError::InvalidPageTable)?;
@@ -159,6 +232,14 @@ fn walk<A: Arch, M: PhysMem>(
                 return Ok(PhyAddr::new(frame.as_u64() | va.page_offset(size)));
             }
             Entry::Table(next) if level > 0 => {
+                if level == 2 && record {
+                    record = false;
+                    if let Some(h) = Hint::pack(epoch, va, next) {
+                        if hint.load(Ordering::Relaxed) != h {
+                            hint.store(h, Ordering::Relaxed);
+                        }
+                    }
+                }
                 table = next;
                 level -= 1;
             }
