@@ -17,15 +17,15 @@
 //! reuse a data frame another CPU may still be translating (the same rule as for the TLB).
 //!
 //! Tables are different: a reader must never load from a table after its frame was freed (and
-//! perhaps reused for other data). So readers announce themselves in one of two counters, and
+//! perhaps reused for other data). So readers announce themselves in one of two sets of counters, and
 //! the seed `unmap`, after unlinking tables and before freeing them (after the TLB flush), waits
 //! until every reader that might still hold a pointer into them has left
 //! ([`KernelGlobal::wait_for_readers`](super::KernelGlobal::wait_for_readers)): a grace period.
 //! A reader that starts later cannot reach the unlinked tables (the unlink is ordered before the
 //! wait by a sequentially consistent fence, the reader's announcement before its first load).
 //! Readers that keep arriving never stall the writer: each writer flips to the other counter
-//! first, and waits only for the one readers used before the flip (a reader that announced
-//! itself in the old counter after the flip sees the flip and moves to the new one).
+//! first, and waits only for the ones readers used before the flip (a reader that announced
+//! itself in an old counter after the flip sees the flip and moves to a new one).
 //!
 //! Unlike [`PageTable::translate`](crate::PageTable::translate), the lock-free walk does not
 //! refuse entries that lead back to a table on its path (recursive slots): it reads on, level by
@@ -53,7 +53,9 @@ pub(crate) struct ReadView<A, M> {
     root: AtomicU64,
     /// Which counter new readers use (its low bit); flipped by each grace period.
     epoch: AtomicUsize,
-    readers: [AtomicUsize; 2],
+    /// Readers inside a walk, per epoch parity, spread over [`SPREAD`] cache lines (by the
+    /// reader's stack address) so that CPUs translating at once do not all write one line.
+    readers: [[Counter; SPREAD]; 2],
     /// The table of 2 MiB entries (level 1) a reader reached last, with the 1 GiB region it
     /// covers and the epoch the reader entered in ([`Hint`]); 0 for none. Readers of another
     /// epoch ignore it; a grace period clears it once the readers of the old epoch have left.
@@ -63,6 +65,23 @@ pub(crate) struct ReadView<A, M> {
 // SAFETY: `parts` is written once, before `ready` is published (release) and while no reader
 // can look at it (they check `ready` with acquire first); afterwards it is only read.
 unsafe impl<A: Sync, M: Sync> Sync for ReadView<A, M> {}
+
+/// How many reader counters each epoch has.
+const SPREAD: usize = 8;
+
+/// One reader counter on a cache line of its own (128 bytes: adjacent-line prefetchers pair
+/// 64-byte lines).
+#[repr(align(128))]
+struct Counter(AtomicUsize);
+
+/// Which of the [`SPREAD`] counters the calling reader uses: from its stack address, so threads
+/// (and CPUs, on their own stacks) mostly use different ones. Any choice is correct: a writer
+/// waits for all of them.
+#[inline(always)]
+fn spread() -> usize {
+    let here = 0u8;
+    (core::ptr::addr_of!(here) as usize >> 14) % SPREAD
+}
 
 /// Decrements a reader counter when the walk ends (also on unwinding, so a panicking `PhysMem`
 /// cannot wedge every later grace period).
@@ -82,7 +101,7 @@ impl<A: Arch, M: PhysMem> ReadView<A, M> {
             parts: UnsafeCell::new(MaybeUninit::uninit()),
             root: AtomicU64::new(0),
             epoch: AtomicUsize::new(0),
-            readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            readers: [const { [const { Counter(AtomicUsize::new(0)) }; SPREAD] }; 2],
             hint: AtomicU64::new(0),
         }
     }
@@ -132,7 +151,7 @@ impl<A: Arch, M: PhysMem> ReadView<A, M> {
     fn enter(&self) -> (Announced<'_>, usize) {
         let mut e = self.epoch.load(Ordering::SeqCst);
         loop {
-            let slot = &self.readers[e & 1];
+            let slot = &self.readers[e & 1][spread()].0;
             slot.fetch_add(1, Ordering::SeqCst);
             let now = self.epoch.load(Ordering::SeqCst);
             if now == e {
@@ -150,8 +169,10 @@ impl<A: Arch, M: PhysMem> ReadView<A, M> {
         // Orders every unlink before (this CPU's stores) ahead of the counter reads below.
         fence(Ordering::SeqCst);
         let old = self.epoch.fetch_add(1, Ordering::SeqCst) & 1;
-        while self.readers[old].load(Ordering::SeqCst) != 0 {
-            core::hint::spin_loop();
+        for slot in &self.readers[old] {
+            while slot.0.load(Ordering::SeqCst) != 0 {
+                core::hint::spin_loop();
+            }
         }
         // Every reader that could have cached an unlinked table has left: forget its hint
         // (readers of the new epoch ignore it anyway, and cannot reach unlinked tables).
