@@ -353,6 +353,38 @@ impl MairLayout {
     /// assert_eq!(l.index_of(MemoryType::Device), 3);
     /// ```
     pub const fn from_mair(value: u64) -> Result<MairLayout, MairError> {
+        MairLayout::read(value, false)
+    }
+
+    /// [`from_mair`](Self::from_mair), except that when no index holds a write-through
+    /// attribute, [`MemoryType::WriteThrough`] is encoded with the non-cacheable one: nothing
+    /// is cached, which is stronger than write-through (never stale), only slower. Many
+    /// kernels program no write-through attribute at all (awkernel's MAIR_EL1 is `0x44_04_ff`:
+    /// write-back, Device-nGnRE, non-cacheable). Such pages read back as
+    /// [`MemoryType::Uncached`] (the index decodes as what it holds).
+    ///
+    /// # Errors
+    ///
+    /// [`MairError::Missing`] for a missing write-back, non-cacheable or device attribute.
+    ///
+    /// ```
+    /// use awk_paging::MemoryType;
+    /// use awk_paging_aarch64::mair::{MairError, MairLayout};
+    /// let awkernel = 0x44_04_ff;
+    /// assert_eq!(
+    ///     MairLayout::from_mair(awkernel),
+    ///     Err(MairError::Missing(MemoryType::WriteThrough))
+    /// );
+    /// let l = MairLayout::from_mair_uncached_write_through(awkernel).unwrap();
+    /// assert_eq!(l.index_of(MemoryType::WriteThrough), 2);
+    /// assert_eq!(l.index_of(MemoryType::Device), 1);
+    /// ```
+    pub const fn from_mair_uncached_write_through(value: u64) -> Result<MairLayout, MairError> {
+        MairLayout::read(value, true)
+    }
+
+    /// [`from_mair`](Self::from_mair), with the write-through substitute if `substitute`.
+    const fn read(value: u64, substitute: bool) -> Result<MairLayout, MairError> {
         let mut index = [NONE; 4];
         let mut decode = [NONE; 8];
         let mut device_preferred = false;
@@ -373,9 +405,14 @@ impl MairLayout {
             }
             i += 1;
         }
+        let (wt, nc) = (slot(MemoryType::WriteThrough), slot(MemoryType::Uncached));
+        if substitute && index[wt] == NONE {
+            index[wt] = index[nc];
+        }
         let mut s = 0;
         while s < 4 {
-            if index[s] == NONE {
+            // With the substitute, write-through is missing only with non-cacheable: name that.
+            if index[s] == NONE && !(substitute && s == wt) {
                 return Err(MairError::Missing(TYPES[s]));
             }
             s += 1;

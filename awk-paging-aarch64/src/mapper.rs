@@ -199,6 +199,25 @@ impl AArch64 {
     /// ```
     pub fn init_with_mair(table: KernelTable, mair_el1: u64) -> Result<(), MairInitError> {
         let layout = MairLayout::from_mair(mair_el1).map_err(MairInitError::Mair)?;
+        Self::init_with_layout(table, layout).map_err(|_| MairInitError::AlreadyInitialized)
+    }
+
+    /// [`init`](Self::init) with the table's regime encoding through `layout` (e.g.
+    /// [`MairLayout::from_mair_uncached_write_through`] for a kernel whose MAIR_EL1 has no
+    /// write-through attribute).
+    ///
+    /// # Errors
+    ///
+    /// [`InitError::AlreadyInitialized`] as [`init`](Self::init).
+    ///
+    /// ```no_run
+    /// # use awk_paging_aarch64::{mair::MairLayout, AArch64, KernelTable};
+    /// # fn kernel(live: KernelTable) {
+    /// let layout = MairLayout::from_mair_uncached_write_through(0x44_04_ff).unwrap();
+    /// AArch64::init_with_layout(live, layout).expect("first init");
+    /// # }
+    /// ```
+    pub fn init_with_layout(table: KernelTable, layout: MairLayout) -> Result<(), InitError> {
         let root = table.root();
         let policy = table.policy();
         let table = ManuallyDrop::new(table);
@@ -216,7 +235,7 @@ impl AArch64 {
         let mut table: KernelTable =
             unsafe { PageTable::from_root(arch.with_mair(layout), mem, frames, tlb, root) };
         table.set_policy(policy);
-        Self::init(table).map_err(|_| MairInitError::AlreadyInitialized)
+        Self::init(table)
     }
 }
 

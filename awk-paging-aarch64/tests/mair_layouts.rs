@@ -222,3 +222,32 @@ fn seed_init_takes_the_kernels_mair() {
         Err(MairInitError::AlreadyInitialized)
     );
 }
+
+#[test]
+fn a_mair_without_write_through_can_serve_it_uncached() {
+    // awkernel's MAIR_EL1: 0 WB, 1 Device-nGnRE, 2 NC, 3..=7 zero (Device-nGnRnE).
+    let awkernel = 0x44_04_ff;
+    assert_eq!(
+        MairLayout::from_mair(awkernel),
+        Err(MairError::Missing(MemoryType::WriteThrough))
+    );
+    let l = MairLayout::from_mair_uncached_write_through(awkernel).unwrap();
+    let expect = [0u8, 2, 2, 1];
+    for (mt, want) in TYPES.into_iter().zip(expect) {
+        assert_eq!(l.index_of(mt), want, "{mt:?}");
+    }
+    // A write-through page is encoded non-cacheable and reads back as such.
+    let r = A64::default().with_mair(l);
+    let d = r.leaf_entry(
+        PhyAddr::new(0x4000_0000),
+        0,
+        Attrs::from(flags(MemoryType::WriteThrough)),
+    );
+    assert_eq!(attr_indx(d), 2);
+    assert_eq!(r.leaf_attrs(d, 0).flags, flags(MemoryType::Uncached));
+    // The substitute never hides another missing type.
+    assert_eq!(
+        MairLayout::from_mair_uncached_write_through(0x04_04_04_04_04_04_04_ff),
+        Err(MairError::Missing(MemoryType::Uncached))
+    );
+}
