@@ -210,12 +210,40 @@ impl AArch64 {
     ///
     /// [`InitError::AlreadyInitialized`] as [`init`](Self::init).
     ///
-    /// ```no_run
-    /// # use awk_paging_aarch64::{mair::MairLayout, AArch64, KernelTable};
-    /// # fn kernel(live: KernelTable) {
-    /// let layout = MairLayout::from_mair_uncached_write_through(0x44_04_ff).unwrap();
-    /// AArch64::init_with_layout(live, layout).expect("first init");
+    /// # Porting: taking over live tables and their MAIR_EL1 (awkernel's)
+    ///
+    /// awkernel programs MAIR_EL1 = `0x44_04_ff` (write-back, Device-nGnRE, non-cacheable; no
+    /// write-through) and builds its TTBR0 tables itself. Taking them over keeps both: the
+    /// table's regime encodes through that layout, write-through served non-cacheable. On the
+    /// host, with the live tables and memory simulated:
+    ///
+    /// ```
+    /// use awk_paging::{ActiveTable, Flags, FrameAllocator, Mapper, NoTlb, OffsetPhysMem};
+    /// use awk_paging::{PageTable, PhyAddr, VirtAddr};
+    /// use awk_paging_aarch64::{mair::MairLayout, AArch64, A64};
+    /// # struct Frames(std::sync::Mutex<Vec<u64>>);
+    /// # unsafe impl FrameAllocator for &'static Frames {
+    /// #     fn allocate_frame(&mut self) -> Option<PhyAddr> { self.0.lock().unwrap().pop().map(PhyAddr::new) }
+    /// #     unsafe fn deallocate_frame(&mut self, f: PhyAddr) { self.0.lock().unwrap().push(f.as_u64()) }
     /// # }
+    /// # let buf = Box::leak(vec![0u8; 33 * 4096].into_boxed_slice());
+    /// # let host = (buf.as_mut_ptr() as u64 + 4095) & !4095;
+    /// # let pool: &'static Frames =
+    /// #     Box::leak(Box::new(Frames(std::sync::Mutex::new((1..32).map(|i| 0x10_0000 + i * 4096).collect()))));
+    /// # let frames: &'static mut (dyn FrameAllocator + Send) = Box::leak(Box::new(pool));
+    /// # let linear = unsafe { OffsetPhysMem::new(host - 0x10_0000) };
+    /// # let ttbr0 = PhyAddr::new(0x10_0000); // an empty table here; the kernel's live one there
+    /// # let tlb: &'static (dyn awk_paging::Tlb + Sync) = &NoTlb; // on bare metal: TlbEl1
+    /// // TTBR0_EL1 and MAIR_EL1 as the kernel programmed them (`mrs` on bare metal).
+    /// let mair_el1 = 0x44_04_ff;
+    /// let live = unsafe { PageTable::from_root(A64::default(), linear, frames, tlb, ttbr0) };
+    /// let layout = MairLayout::from_mair_uncached_write_through(mair_el1).unwrap();
+    /// AArch64::init_with_layout(live, layout).expect("first init");
+    ///
+    /// let uart = VirtAddr::new(0x900_0000);
+    /// unsafe { AArch64::map(uart, PhyAddr::new(0x900_0000), Flags::DEVICE) }.unwrap();
+    /// let raw = AArch64::with_table(|t| t.raw_entry(uart)).unwrap().unwrap().1;
+    /// assert_eq!((raw >> 2) & 7, 1, "AttrIndx 1: the kernel's Device-nGnRE");
     /// ```
     pub fn init_with_layout(table: KernelTable, layout: MairLayout) -> Result<(), InitError> {
         let root = table.root();
