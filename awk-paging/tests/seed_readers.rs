@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use awk_paging::emu::EmuArch;
 use awk_paging::irq::HostIrq;
 use awk_paging::{
-    ActiveTable, Flags, FrameAllocator, KernelGlobal, Mapper, NoTlb, PageSize, PageTable, PhyAddr,
-    PhysMem, TranslateError, VirtAddr, PAGESIZE,
+    ActiveTable, Flags, FrameAllocator, KernelGlobal, Lent, Mapper, NoTlb, PageSize, PageTable,
+    PhyAddr, PhysMem, TranslateError, VirtAddr, PAGESIZE,
 };
 
 const FRAMES: usize = 256;
@@ -319,4 +319,29 @@ fn translate_without_the_lock() {
     // A walk that started at the recorded frame would now read `va2`'s tables.
     assert_eq!(Seed::try_vm_to_phy(va), Err(TranslateError::NotMapped));
     assert_eq!(Seed::try_vm_to_phy(va2), Ok(PhyAddr::new(0x9200_0000)));
+
+    // --- A panic inside `with_table` ends the allocator's loan. ---
+    let caught = std::panic::catch_unwind(|| {
+        Seed::with_table(|t| {
+            // The allocator is lent to the table's pool while the closure runs.
+            assert!(Lent::<Seed>::new().can_free());
+            let _ = t;
+            panic!("inside with_table");
+        })
+    });
+    assert!(caught.is_err());
+    // Afterwards (the allocator's lock is free again) nothing can reach it through the pool.
+    assert!(!Lent::<Seed>::new().can_free());
+    assert_eq!(Lent::<Seed>::new().allocate_frame(), None);
+    assert_eq!(
+        unsafe {
+            Seed::map(
+                VirtAddr::new(0x5000_0000_0000),
+                PhyAddr::new(0x9300_0000),
+                Flags::RW,
+            )
+        },
+        Ok(())
+    );
+    assert_eq!(Seed::with_table(|_| ()), Ok(()));
 }

@@ -331,17 +331,9 @@ impl<B: ActiveTable> KernelGlobal<B> {
         let lent = self.frames.with(|frames| {
             let p: *mut B::Frames = frames;
             self.lent.store(p, Ordering::Release);
-            let r = self.locked(|t| f.take().map(|f| f(t)));
-            // Take the allocator back; wait for a `Lent` call still using it (on another CPU:
-            // one of ours has returned by now).
-            while self
-                .lent
-                .compare_exchange_weak(p, ptr::null_mut(), Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                core::hint::spin_loop();
-            }
-            r
+            // Takes the allocator back when the closure returns or unwinds.
+            let _back = Unlend { global: self, p };
+            self.locked(|t| f.take().map(|f| f(t)))
         });
         match lent {
             Ok(Ok(Some(r))) => Ok(r),
@@ -373,6 +365,32 @@ impl<B: ActiveTable> KernelGlobal<B> {
         let r = f(unsafe { &mut *p });
         self.lent.store(p, Ordering::Release);
         Some(r)
+    }
+}
+
+/// Ends a loan of the allocator to [`Lent`] (also while unwinding from a panic in the
+/// `with_table` closure, before the allocator's lock is released): waits for a `Lent` call still
+/// using it (on another CPU: one of this CPU's has returned by now), then clears the cell.
+struct Unlend<'a, B: ActiveTable> {
+    global: &'a KernelGlobal<B>,
+    p: *mut B::Frames,
+}
+
+impl<B: ActiveTable> Drop for Unlend<'_, B> {
+    fn drop(&mut self) {
+        while self
+            .global
+            .lent
+            .compare_exchange_weak(
+                self.p,
+                ptr::null_mut(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
     }
 }
 
