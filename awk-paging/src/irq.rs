@@ -1,9 +1,9 @@
 //! Interrupt masking and CPU identity for the lock behind the seed API, and the lock itself.
 //!
 //! The seed API's [`GlobalTable`](crate::GlobalTable) is a spin lock that a kernel reaches from
-//! anywhere: thread context, interrupt and page-fault handlers, and its own hooks (the frame
-//! allocator and the TLB hook run while the lock is held). A plain spin lock deadlocks in two
-//! ways there:
+//! anywhere: thread context, interrupt and page-fault handlers, and its own hooks (the TLB hook
+//! runs while the table's lock is held; the frame allocator while the allocator's). A plain spin
+//! lock deadlocks in two ways there:
 //!
 //! - an interrupt arrives on a CPU that holds the lock, and its handler takes the lock: it spins
 //!   on itself forever;

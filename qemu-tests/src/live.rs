@@ -388,10 +388,10 @@ pub fn instance_api_huge_page_lifecycle<M: Machine>() -> Result<(), Failure> {
     Ok(())
 }
 
-/// The seed API called while this CPU holds the table's lock — as a frame-allocator or TLB hook,
-/// or an exception handler, would — fails at once with the re-entry errors (the lock recognises
-/// its holder by the real CPU id: APIC ID / MPIDR_EL1) instead of spinning forever; nothing
-/// changed, and the lock is free again afterwards.
+/// The seed API's edits called while this CPU holds the table's lock — as a TLB hook or an
+/// exception handler would — fail at once with the re-entry errors (the lock recognises its
+/// holder by the real CPU id: APIC ID / MPIDR_EL1) instead of spinning forever; translation
+/// takes no lock and answers; nothing changed, and the lock is free again afterwards.
 pub fn seed_api_reentry_is_an_error<M: Machine>() -> Result<(), Failure> {
     let (v, f) = (va(0x80), frame()?);
     let inner = M::Mapper::with_table(|_| {
@@ -408,7 +408,7 @@ pub fn seed_api_reentry_is_an_error<M: Machine>() -> Result<(), Failure> {
     ensure_eq!(
         inner,
         Ok((
-            Err(TranslateError::Reentered),
+            Err(TranslateError::NotMapped),
             None,
             Err(MapError::Reentered),
             Err(UnmapError::Reentered),

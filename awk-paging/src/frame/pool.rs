@@ -6,8 +6,8 @@ use super::FrameAllocator;
 use crate::{PhyAddr, PhysMem};
 
 /// Free frames held in front of a frame allocator (the *source*): handed out before the source
-/// is asked, and given back to instead of the source when the source
-/// [cannot free](FrameAllocator::can_free).
+/// is asked when the source [cannot free](FrameAllocator::can_free) (and given back to
+/// instead of it), after the source when it can (or cannot be reached).
 ///
 /// Two uses:
 ///
@@ -252,9 +252,16 @@ impl<M: PhysMem, S: FrameAllocator> FramePool<M, S> {
 // SAFETY: frames handed out come from the pool (each pushed under `push`'s contract: the
 // source's, unused, reachable, aligned) or from the source (its own contract).
 unsafe impl<M: PhysMem, S: FrameAllocator> FrameAllocator for FramePool<M, S> {
+    /// From the pool first when the source cannot free (reuse what was kept); from the source
+    /// first when it can (the pool is the reserve for when the source cannot be asked), so an
+    /// allocator that takes frames back sees exactly the allocations of the table's operations.
     #[inline]
     fn allocate_frame(&mut self) -> Option<PhyAddr> {
-        self.pop().or_else(|| self.source.allocate_frame())
+        if self.source.can_free() {
+            self.source.allocate_frame().or_else(|| self.pop())
+        } else {
+            self.pop().or_else(|| self.source.allocate_frame())
+        }
     }
 
     #[inline]

@@ -5,7 +5,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::{AccessError, TryAccessError};
 use crate::irq::{Contended, IrqControl, IrqLock};
 
-/// The global, lock-guarded instance behind a backend's static API.
+/// A global value behind an interrupt-masking lock: a backend's [`KernelGlobal`](super::KernelGlobal)
+/// keeps its table in one and its frame allocator in another.
 ///
 /// The lock masks interrupts on its CPU while held (through `I`, an [`IrqControl`]), records
 /// which CPU holds it, and refuses a second acquisition on that CPU with

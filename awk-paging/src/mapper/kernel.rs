@@ -22,6 +22,33 @@ const BATCH: usize = 8;
 
 /// The global state behind an [`ActiveTable`] backend's static API (one `static` per backend).
 ///
+/// # Lock-free translation
+///
+/// [`ActiveTable::try_vm_to_phy`] (and `vm_to_phy`) never take the lock `map`/`unmap` hold. A
+/// reader walks from the root with one atomic load per entry, so it never sees a torn entry; a
+/// table it reaches through a link it loaded was initialised before the link was stored (the
+/// writer's [`Tlb::order_table_writes`](crate::Tlb::order_table_writes), a release fence or
+/// stronger, precedes every link).
+///
+/// What a reader sees while another CPU changes the mapping of its address: the mapping before
+/// the change or the one after, never a mix (during an unmap: the old frame or "not mapped";
+/// during a map: "not mapped" or the new frame). A reader that got the old frame may still hold
+/// it after the unmap returned: **a kernel frees a data frame only when no CPU can still use a
+/// translation of it** — the same rule as for the TLB; do not translate a page that is being
+/// unmapped and keep using the answer.
+///
+/// Tables are different: a reader must never load from a table after its frame was freed. So
+/// readers announce themselves (in per-epoch counters) for the length of their walk, and the seed
+/// `unmap`, after unlinking emptied tables and before freeing them, waits until every reader that
+/// could still be inside them has left ([`wait_for_readers`](Self::wait_for_readers)): a grace
+/// period. Readers that keep arriving cannot stall it (they use the next epoch's counters).
+/// **Code that unlinks tables itself inside [`ActiveTable::with_table`]** (`unmap_range`, then
+/// `finish`) **calls `wait_for_readers` between the two.**
+///
+/// Unlike [`PageTable::translate`], the lock-free walk does not refuse an entry that leads back to
+/// a table on its path (a recursive slot): it reads on, one level at a time, as the hardware
+/// walker does.
+///
 /// ```
 /// use awk_paging::{ActiveTable, KernelGlobal};
 /// # use awk_paging::{FrameAllocator, NoTlb, OffsetPhysMem, PhyAddr, irq::HostIrq};

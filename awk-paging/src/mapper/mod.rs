@@ -27,8 +27,9 @@ use crate::{
 
 /// The seed mapping API, as kernels already call it: static functions on the active table.
 ///
-/// Each call takes the table's lock with interrupts masked; the [rules for the hooks it
-/// calls](crate::ActiveTable#hooks) say what they must not do. The checked forms
+/// `map` and `unmap` take the table's lock with interrupts masked (the frame allocator is called
+/// outside it); `vm_to_phy` takes no lock. The [rules for the hooks](crate::ActiveTable#hooks)
+/// say what hooks must not do. The checked forms
 /// [`ActiveTable::try_vm_to_phy`] and [`ActiveTable::try_unmap`] tell every failure apart.
 ///
 /// ```ignore
@@ -38,16 +39,18 @@ use crate::{
 /// unsafe { X86::unmap(va) };
 /// ```
 pub trait Mapper {
-    /// The physical address `vm_addr` translates to, or `None`: not mapped, not initialised, or
-    /// called from a hook or exception handler while this CPU holds the table's lock
-    /// ([`ActiveTable::try_vm_to_phy`] says which).
+    /// The physical address `vm_addr` translates to, or `None`: not mapped, not initialised or
+    /// not a valid address ([`ActiveTable::try_vm_to_phy`] says which). Takes no lock: callable
+    /// from anywhere, hooks and interrupt handlers included, concurrently with `map`/`unmap` on
+    /// other CPUs (the answer is then the mapping before or after their change).
     fn vm_to_phy(vm_addr: VirtAddr) -> Option<PhyAddr>;
 
     /// Maps the 4 KiB page at `vm_addr` to `phy_addr` with `flags` and flushes the TLB.
     ///
     /// Fails with [`MapError::NotInitialized`] before the table is installed and with
-    /// [`MapError::Reentered`] when called while this CPU holds the table's lock (from the frame
-    /// allocator, the TLB hook or an exception handler); nothing changed then.
+    /// [`MapError::Reentered`] when called while this CPU holds the table's lock (from the TLB
+    /// hook, a `with_table` closure or an exception handler); nothing changed then. The frame
+    /// allocator may call it (frames are taken before the lock).
     ///
     /// # Safety
     ///
@@ -56,7 +59,7 @@ pub trait Mapper {
 
     /// Unmaps the 4 KiB page at `vm_addr` and flushes the TLB. A larger page around it is split
     /// so that exactly that 4 KiB goes (never more); tables that become empty are freed after the
-    /// flush. Unmapping an address that is not mapped, before initialisation or while this CPU
+    /// flush and after lock-free translations that may be inside them have left. Unmapping an address that is not mapped, before initialisation or while this CPU
     /// holds the table's lock does nothing; the checked variant is [`ActiveTable::try_unmap`].
     ///
     /// # Safety
@@ -302,9 +305,8 @@ pub trait ActiveTable: Sized + 'static {
     /// Takes no lock: a read-only walk from the root with one atomic load per entry, safe from
     /// any context, concurrently with `map`/`unmap` on other CPUs. While the mapping of `vm_addr`
     /// changes, the result is the mapping before or after the change; tables are freed only
-    /// after a grace period that waits for walks in progress (the rule is in the module
-    /// `awk_paging::mapper`'s read view documentation, summarised in the README's porting
-    /// guide).
+    /// after a grace period that waits for walks in progress. The rules for the kernel are in
+    /// [`KernelGlobal`'s documentation](KernelGlobal#lock-free-translation).
     ///
     /// # Errors
     ///
