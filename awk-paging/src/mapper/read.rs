@@ -257,7 +257,9 @@ fn walk<A: Arch, M: PhysMem>(
                     record = false;
                     if let Some(h) = Hint::pack(epoch, va, next) {
                         if hint.load(Ordering::Relaxed) != h {
-                            hint.store(h, Ordering::Relaxed);
+                            // Release: a reader that starts at this table (loading the hint)
+                            // must see its initialisation, as this reader did through the link.
+                            hint.store(h, Ordering::Release);
                         }
                     }
                 }
