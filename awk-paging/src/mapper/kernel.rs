@@ -382,7 +382,12 @@ impl<B: ActiveTable> KernelGlobal<B> {
     }
 
     /// Runs `f` with the allocator if it is lent out right now and nobody else uses it.
+    #[inline]
     fn borrow_lent<R>(&self, f: impl FnOnce(&mut B::Frames) -> R) -> Option<R> {
+        // Nothing lent (every seed call): answer without a read-modify-write.
+        if self.lent.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
         let p = self.lent.swap(ptr::null_mut(), Ordering::Acquire);
         if p.is_null() {
             return None;
