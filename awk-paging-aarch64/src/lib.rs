@@ -61,6 +61,7 @@
 mod arch;
 pub mod cache;
 pub mod descriptor;
+mod inspect;
 pub mod maint;
 pub mod mair;
 mod mapper;

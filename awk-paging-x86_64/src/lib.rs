@@ -63,6 +63,7 @@
 
 mod arch;
 pub mod cache;
+mod inspect;
 mod interop;
 pub mod maint;
 pub use interop::{from_offset_page_table, with_offset_page_table};

@@ -14,6 +14,8 @@
 //! - [`arch::Arch`]: what an architecture plugs in.
 //! - [`PageTable`]: the instance API — one object per address space, shared walker.
 //! - [`dump`]: a ptdump-style listing of an address space's mappings.
+//! - [`inspect`]: read-only translation, walks, ptdump and W+X audit of foreign tables (a
+//!   memory dump, another machine) through a fallible reader, with a translation cache.
 //! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]);
 //!   [`irq`]: the interrupt masking and CPU identity its lock uses against re-entry deadlocks.
 //! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
@@ -33,6 +35,7 @@ pub mod dump;
 mod error;
 mod flags;
 mod frame;
+pub mod inspect;
 pub mod irq;
 mod mapper;
 mod phys;

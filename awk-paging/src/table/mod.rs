@@ -33,6 +33,10 @@ mod walk;
 mod widen;
 
 pub use range::{RangeOptions, UnmappedPage};
+pub use read::LiveMem;
+
+/// For the read-only walker (`inspect`): range arithmetic shared with the range engine.
+pub(crate) use chunk::Pieces;
 
 use crate::arch::Arch;
 use crate::{Attrs, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, Policy, Tlb, VirtAddr};
