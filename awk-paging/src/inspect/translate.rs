@@ -70,7 +70,7 @@ impl Resolved {
             return None;
         }
         Some(Resolved {
-            pa: PhyAddr::new(self.frame.as_u64() + off),
+            pa: PhyAddr::new(self.frame.as_u64().wrapping_add(off)),
             ..*self
         })
     }
@@ -282,7 +282,11 @@ impl<A: Classify, R: PhysRead> ForeignTable<A, R> {
                         PageSize::from_level(level).ok_or(Fault::Malformed { level, raw })?;
                     let page = VirtAddr::new(va.as_u64() & !size.offset_mask());
                     return Ok(Resolved {
-                        pa: PhyAddr::new(frame.as_u64() | (va.as_u64() & size.offset_mask())),
+                        pa: PhyAddr::new(
+                            frame
+                                .as_u64()
+                                .wrapping_add(va.as_u64() & size.offset_mask()),
+                        ),
                         page,
                         frame,
                         size,
