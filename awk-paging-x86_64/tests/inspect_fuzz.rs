@@ -7,7 +7,6 @@
 
 use core::ops::ControlFlow;
 
-use awk_paging::arch::Arch;
 use awk_paging::emu::EmuArch;
 use awk_paging::inspect::{
     Broken, BrokenKind, Classify, Fault, ForeignTable, Hole, Leaf, RawDump, TranslationCache,
@@ -38,7 +37,7 @@ fn memory(seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity((FRAMES * 4096) as usize);
     for _ in 0..FRAMES * 512 {
         let x = r.next();
-        let raw = if x % 2 == 0 {
+        let raw = if x.is_multiple_of(2) {
             0
         } else {
             let frame = match (x >> 8) % 8 {
@@ -154,7 +153,7 @@ fn check<A: Classify + core::fmt::Debug>(arch: A, seed: u64) -> (u64, u64) {
     let vas: Vec<VirtAddr> = (0..256)
         .map(|_| {
             let x = rng.next();
-            VirtAddr::new(if x % 4 == 0 {
+            VirtAddr::new(if x.is_multiple_of(4) {
                 x
             } else {
                 arch.va_from_bits(x).as_u64()

@@ -72,6 +72,9 @@ pub struct TranslationCache<const N: usize> {
     generation: u64,
     root: Option<PhyAddr>,
     stats: CacheStats,
+    /// The line of the last hit or fill, checked first (consecutive addresses mostly share
+    /// a page).
+    mru: usize,
 }
 
 impl<const N: usize> Default for TranslationCache<N> {
@@ -122,6 +125,7 @@ impl<const N: usize> TranslationCache<N> {
             lines: [Line { tag: 0, hit: EMPTY }; N],
             generation: 0,
             root: None,
+            mru: 0,
             stats: CacheStats {
                 hits: 0,
                 misses: 0,
@@ -221,11 +225,20 @@ impl<const N: usize> TranslationCache<N> {
 
     /// The cached page containing `va`, if any.
     #[inline(always)]
-    fn lookup(&self, va: VirtAddr) -> Option<Resolved> {
+    fn lookup(&mut self, va: VirtAddr) -> Option<Resolved> {
+        if let Some(line) = self.lines.get(self.mru) {
+            if line.tag != 0 {
+                if let Some(hit) = line.hit.at(va) {
+                    return Some(hit);
+                }
+            }
+        }
         for size in SIZES {
             let k = key(va, size);
-            let line = &self.lines[Self::slot(k)];
+            let i = Self::slot(k);
+            let line = &self.lines[i];
             if line.tag == k.wrapping_add(1) {
+                self.mru = i;
                 return line.hit.at(va);
             }
         }
@@ -235,10 +248,12 @@ impl<const N: usize> TranslationCache<N> {
     #[inline(always)]
     fn fill(&mut self, r: &Resolved) {
         let k = key(r.page, r.size);
-        self.lines[Self::slot(k)] = Line {
+        let i = Self::slot(k);
+        self.lines[i] = Line {
             tag: k.wrapping_add(1),
             hit: *r,
         };
+        self.mru = i;
     }
 
     #[inline(always)]
@@ -264,6 +279,7 @@ impl<const N: usize> TranslationCache<N> {
     /// assert!(cache.translate(&t, VirtAddr::new(0x1000)).unwrap_err().is_not_mapped());
     /// assert_eq!(cache.stats().misses, 1); // faults are not cached
     /// ```
+    #[inline(always)]
     pub fn translate<A: Classify, R: PhysRead>(
         &mut self,
         table: &ForeignTable<A, R>,
