@@ -11,10 +11,13 @@
 //! - `cargo xtask bench [--smoke] [--runs N]`: the comparison benchmark; writes BENCHMARKS.md
 //!   (`--smoke`: a few seconds, nothing written).
 //! - `cargo xtask install-qemu`: runs the QEMU install (Debian, as root) even if QEMU is present.
+//! - `cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--translate ADDR...]`:
+//!   ptdump and W+X audit of the tables in a physical-memory dump ([`inspect`]).
 //!
 //! Every command first installs what it needs ([`prereq::ensure`]).
 
 mod bench;
+mod inspect;
 mod prereq;
 mod qemu;
 mod report;
@@ -38,6 +41,9 @@ const USAGE: &str = "usage:
   cargo xtask package                                     cargo package of the libraries
   cargo xtask bench [--smoke] [--runs N]                  comparison benchmark -> BENCHMARKS.md
   cargo xtask install-qemu                                (re)run the Debian QEMU install
+  cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--base ADDR]
+      [--va-bits 39|48] [--upper] [--pa-bits N] [--no-1g] [--no-ptdump] [--translate ADDR...]
+                                                          ptdump + W+X audit of a memory dump
 environment: XTASK_NO_FLUSH=1 (same as --no-flush), XTASK_QEMU_TIMEOUT=<seconds per boot>";
 
 /// A parsed command line.
@@ -51,6 +57,7 @@ enum Cmd {
     Package,
     Bench { smoke: bool, runs: usize },
     InstallQemu,
+    Inspect(Vec<String>),
 }
 
 impl Cmd {
@@ -70,7 +77,9 @@ impl Cmd {
                 ..Needs::default()
             },
             // Host builds only; install-qemu installs QEMU itself (even when present).
-            Cmd::Doc | Cmd::Package | Cmd::Bench { .. } | Cmd::InstallQemu => Needs::default(),
+            Cmd::Doc | Cmd::Package | Cmd::Bench { .. } | Cmd::InstallQemu | Cmd::Inspect(_) => {
+                Needs::default()
+            }
         }
     }
 }
@@ -136,6 +145,7 @@ fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
         "doc" if flags.is_empty() => Ok(Cmd::Doc),
         "package" if flags.is_empty() => Ok(Cmd::Package),
         "install-qemu" if flags.is_empty() => Ok(Cmd::InstallQemu),
+        "inspect" => Ok(Cmd::Inspect(flags.to_vec())),
         _ => Err(format!("unknown command {}", args.join(" "))),
     }
 }
@@ -167,6 +177,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Cmd::Inspect(args) = &cmd {
+        // A tool, not a check: its own output and exit status.
+        return inspect::tool(args);
     }
     let mut tally = Tally::default();
     let needs = cmd.needs();
@@ -202,7 +216,7 @@ fn main() -> ExitCode {
                 .join(" ");
             bench::bench(&mut tally, smoke, runs, &command);
         }
-        Cmd::InstallQemu => unreachable!("handled above"),
+        Cmd::InstallQemu | Cmd::Inspect(_) => unreachable!("handled above"),
     }
     finish(&tally)
 }
