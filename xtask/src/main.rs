@@ -12,7 +12,8 @@
 //!   (`--smoke`: a few seconds, nothing written).
 //! - `cargo xtask install-qemu`: runs the QEMU install (Debian, as root) even if QEMU is present.
 //! - `cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--translate ADDR...]`:
-//!   ptdump and W+X audit of the tables in a physical-memory dump ([`inspect`]).
+//!   ptdump and W+X audit of the tables in a physical-memory dump ([`inspect`]);
+//!   `cargo xtask inspect --qemu-check`: its cross-check against QEMU's walker alone.
 //!
 //! Every command first installs what it needs ([`prereq::ensure`]).
 
@@ -44,6 +45,7 @@ const USAGE: &str = "usage:
   cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--base ADDR]
       [--va-bits 39|48] [--upper] [--pa-bits N] [--no-1g] [--no-ptdump] [--translate ADDR...]
                                                           ptdump + W+X audit of a memory dump
+  cargo xtask inspect --qemu-check                        its QEMU cross-check alone
 environment: XTASK_NO_FLUSH=1 (same as --no-flush), XTASK_QEMU_TIMEOUT=<seconds per boot>";
 
 /// A parsed command line.
@@ -58,6 +60,7 @@ enum Cmd {
     Bench { smoke: bool, runs: usize },
     InstallQemu,
     Inspect(Vec<String>),
+    InspectQemu,
 }
 
 impl Cmd {
@@ -71,7 +74,7 @@ impl Cmd {
         };
         match self {
             Cmd::Test(opts) => opts.needs(),
-            Cmd::Demo(_) | Cmd::QemuTests { .. } => kernels,
+            Cmd::Demo(_) | Cmd::QemuTests { .. } | Cmd::InspectQemu => kernels,
             Cmd::Miri { .. } => Needs {
                 miri: true,
                 ..Needs::default()
@@ -145,6 +148,7 @@ fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
         "doc" if flags.is_empty() => Ok(Cmd::Doc),
         "package" if flags.is_empty() => Ok(Cmd::Package),
         "install-qemu" if flags.is_empty() => Ok(Cmd::InstallQemu),
+        "inspect" if flags == ["--qemu-check"] => Ok(Cmd::InspectQemu),
         "inspect" => Ok(Cmd::Inspect(flags.to_vec())),
         _ => Err(format!("unknown command {}", args.join(" "))),
     }
@@ -207,6 +211,7 @@ fn main() -> ExitCode {
         }
         Cmd::Doc => steps::rustdoc(&mut tally),
         Cmd::Package => steps::package(&mut tally),
+        Cmd::InspectQemu => inspect::qemu_cross_check(&mut tally),
         Cmd::Bench { smoke, runs } => {
             let command = ["cargo", "xtask"]
                 .into_iter()
