@@ -52,19 +52,48 @@ use crate::report::Tally;
 use crate::targets::{Arch, Kernel, Mode};
 use crate::toolchain::run;
 
-/// The x86 introspection kernel (`qemu-tests/src/bin/x86_64-inspect.rs`): not a row of the
-/// test table (it follows no test protocol; it waits to be read).
-const KERNEL: Kernel = Kernel {
-    bin: "x86_64-inspect",
-    arch: Arch::X86_64,
-    machine: "microvm",
-    memory: "128M",
-    extra: &[],
-    label: "x86_64/inspect",
-    mode: Mode::Demo,
-};
-/// Bytes of guest memory saved: all of `KERNEL.memory`.
-const RAM: u64 = 128 << 20;
+/// One architecture's introspection kernel (`qemu-tests/src/bin/<arch>-inspect.rs`; not rows
+/// of the test table: they follow no test protocol, they wait to be read) and how to read it.
+struct Setup {
+    kernel: Kernel,
+    /// Guest RAM saved with `pmemsave`: `[base, base + len)` (all of `kernel.memory`).
+    ram: (u64, u64),
+    /// The host tool's regime arguments.
+    regime: &'static [&'static str],
+    /// Whether QEMU has `info mem` / `info tlb` for the architecture (x86 only).
+    info: bool,
+}
+
+const SETUPS: [Setup; 2] = [
+    Setup {
+        kernel: Kernel {
+            bin: "x86_64-inspect",
+            arch: Arch::X86_64,
+            machine: "microvm",
+            memory: "128M",
+            extra: &[],
+            label: "x86_64/inspect",
+            mode: Mode::Demo,
+        },
+        ram: (0, 128 << 20),
+        regime: &["--arch", "x86_64"],
+        info: true,
+    },
+    Setup {
+        kernel: Kernel {
+            bin: "aarch64-inspect",
+            arch: Arch::Aarch64,
+            machine: "virt",
+            memory: "256M",
+            extra: &[],
+            label: "aarch64/inspect",
+            mode: Mode::Demo,
+        },
+        ram: (0x4000_0000, 256 << 20),
+        regime: &["--arch", "aarch64", "--va-bits", "48"],
+        info: false,
+    },
+];
 /// How long the kernel may take to get ready, and QEMU to answer.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -218,10 +247,11 @@ fn kill(child: &mut Child) {
 
 /// Boots the kernel with a monitor socket, waits for it to get ready, asks QEMU for `info
 /// mem`, `info tlb` and a `pmemsave` of all RAM into `dump`, then quits.
-fn boot_and_save(dir: &Path, dump: &Path) -> Result<Saved, String> {
+fn boot_and_save(setup: &Setup, dir: &Path, dump: &Path) -> Result<Saved, String> {
+    let k = &setup.kernel;
     let socket = dir.join("monitor.sock");
-    let mut cmd = Command::new(KERNEL.arch.qemu());
-    cmd.args(KERNEL.qemu_args())
+    let mut cmd = Command::new(k.arch.qemu());
+    cmd.args(k.qemu_args())
         .arg("-monitor")
         .arg(format!("unix:{},server,nowait", socket.display()))
         .stdin(Stdio::null())
@@ -231,9 +261,10 @@ fn boot_and_save(dir: &Path, dump: &Path) -> Result<Saved, String> {
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let (tx, rx) = mpsc::channel::<String>();
     let out = child.stdout.take().ok_or("no QEMU stdout")?;
+    let label = k.label;
     thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            eprintln!("  {} | {line}", KERNEL.label);
+            eprintln!("  {label} | {line}");
             if tx.send(line).is_err() {
                 break;
             }
@@ -265,11 +296,15 @@ fn boot_and_save(dir: &Path, dump: &Path) -> Result<Saved, String> {
         let mut m = UnixStream::connect(&socket).map_err(|e| format!("monitor socket: {e}"))?;
         m.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
         monitor_answer(&mut m)?;
-        let info_mem = monitor(&mut m, "info mem")?;
-        let info_tlb = monitor(&mut m, "info tlb")?;
+        let (info_mem, info_tlb) = if setup.info {
+            (monitor(&mut m, "info mem")?, monitor(&mut m, "info tlb")?)
+        } else {
+            (String::new(), String::new())
+        };
+        let (base, len) = setup.ram;
         monitor(
             &mut m,
-            &format!("pmemsave 0 {RAM:#x} \"{}\"", dump.display()),
+            &format!("pmemsave {base:#x} {len:#x} \"{}\"", dump.display()),
         )?;
         let _ = m.write_all(b"quit\n");
         Ok((info_mem, info_tlb))
@@ -287,8 +322,18 @@ fn boot_and_save(dir: &Path, dump: &Path) -> Result<Saved, String> {
     })
 }
 
-/// `inspect: probe VA read=ok|fault write=ok|fault` lines: what the CPU did.
-fn probes(console: &str) -> Vec<(u64, bool, bool)> {
+/// What one address does: readable, writable (by the kernel), and the physical address the
+/// MMU reported (AArch64 `AT` → PAR_EL1; x86 probes report none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub va: u64,
+    pub read: bool,
+    pub write: bool,
+    pub pa: Option<u64>,
+}
+
+/// `inspect: probe VA read=ok|fault write=ok|fault [pa=PA]` lines: what the CPU did.
+pub fn probes(console: &str) -> Vec<Probe> {
     console
         .lines()
         .filter_map(|l| {
@@ -297,28 +342,46 @@ fn probes(console: &str) -> Vec<(u64, bool, bool)> {
             let va = hex(f.next()?)?;
             let read = f.next()? == "read=ok";
             let write = f.next()? == "write=ok";
-            Some((va, read, write))
+            let pa = f.next().and_then(|p| hex(p.strip_prefix("pa=")?));
+            Some(Probe {
+                va,
+                read,
+                write,
+                pa: pa.filter(|_| read),
+            })
         })
         .collect()
 }
 
-/// `translate VA -> PA (... k:rwx ...)` or `translate VA -> fault: ...`: (va, read, write).
-fn translations(tool: &str) -> Vec<(u64, bool, bool)> {
+/// `translate VA -> PA (... k:rwx ...)` or `translate VA -> fault: ...` lines of the tool.
+pub fn translations(tool: &str) -> Vec<Probe> {
     tool.lines()
         .filter_map(|l| {
             let rest = l.strip_prefix("translate ")?;
-            let va = hex(rest.split_whitespace().next()?)?;
+            let mut f = rest.split_whitespace();
+            let va = hex(f.next()?)?;
             if rest.contains("-> fault") {
-                return Some((va, false, false));
+                return Some(Probe {
+                    va,
+                    read: false,
+                    write: false,
+                    pa: None,
+                });
             }
+            let pa = hex(f.nth(1)?)?;
             let k = rest.split_whitespace().find(|w| w.starts_with("k:"))?;
-            Some((va, k.starts_with("k:r"), k.starts_with("k:rw")))
+            Some(Probe {
+                va,
+                read: k.starts_with("k:r"),
+                write: k.starts_with("k:rw"),
+                pa: Some(pa),
+            })
         })
         .collect()
 }
 
-fn record(tally: &mut Tally, name: &str, result: Result<(), String>) {
-    let name = format!("[{}] inspect: {name}", KERNEL.label);
+fn record(tally: &mut Tally, k: &Kernel, name: &str, result: Result<(), String>) {
+    let name = format!("[{}] {name}", k.label);
     match &result {
         Ok(()) => println!("{name} ... ok"),
         Err(why) => println!("{name} ... FAILED: {why}"),
@@ -326,49 +389,67 @@ fn record(tally: &mut Tally, name: &str, result: Result<(), String>) {
     tally.record(&name, result.is_ok());
 }
 
-/// Boots the introspection kernel under QEMU, saves its memory with `pmemsave`, runs the host
-/// tool on the dump and requires its ptdump to equal the kernel's live ptdump, to agree with
-/// QEMU's `info mem` (ranges, user, write) and `info tlb` (every page's physical address), and
-/// its translations to agree with the reads and writes the CPU did (faults included). The
-/// targets and QEMU must be in place.
+/// The QEMU cross-check of both architectures ([`cross_check`]). The targets and QEMU must be
+/// in place.
 pub fn qemu_cross_check(tally: &mut Tally) {
-    let setup = "boot, info mem/tlb, pmemsave, host tool";
-    let ok = run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "qemu-tests",
-        "--features",
-        crate::qemu::FEATURES,
-        "--target",
-        KERNEL.arch.target(),
-        "--bin",
-        KERNEL.bin,
-    ]));
-    if !ok {
-        return record(tally, setup, Err("kernel build failed".into()));
+    for setup in &SETUPS {
+        cross_check(tally, setup);
     }
-    let dir = std::env::temp_dir().join(format!("awk-inspect-{}", std::process::id()));
+}
+
+/// Boots one introspection kernel under QEMU, saves its RAM with `pmemsave`, runs the host
+/// tool on the dump and requires its ptdump to equal the kernel's live ptdump, its
+/// translations to agree with what the CPU did at the sampled addresses (x86: real reads and
+/// writes, faults included; AArch64: `AT S1E1R/W` and the PA in PAR_EL1), and on x86 its
+/// regions to agree with QEMU's `info mem` (ranges, user, write) and `info tlb` (every page's
+/// frame).
+fn cross_check(tally: &mut Tally, setup: &Setup) {
+    let k = &setup.kernel;
+    let stage = "clippy, build, boot, pmemsave, host tool";
+    // Not rows of the kernel table, so the lint step does not see them: linted here.
+    let kernel = |verb| {
+        let mut c = cargo();
+        c.args([
+            verb,
+            "--release",
+            "-p",
+            "qemu-tests",
+            "--features",
+            crate::qemu::FEATURES,
+            "--target",
+            k.arch.target(),
+            "--bin",
+            k.bin,
+        ]);
+        if verb == "clippy" {
+            c.args(["--", "-D", "warnings"]);
+        }
+        run(&mut c)
+    };
+    if !kernel("clippy") || !kernel("build") {
+        return record(tally, k, stage, Err("kernel clippy or build failed".into()));
+    }
+    let dir = std::env::temp_dir().join(format!("awk-inspect-{}-{}", std::process::id(), k.bin));
     let _ = std::fs::create_dir_all(&dir);
     let dump = dir.join("memory.raw");
-    let saved = boot_and_save(&dir, &dump);
-    let result = saved.and_then(|s| {
+    let result = boot_and_save(setup, &dir, &dump).and_then(|s| {
         let root = s
             .console
             .lines()
             .find_map(|l| l.strip_prefix("inspect: root "))
             .ok_or("the kernel printed no root")?
             .to_string();
-        let samples: Vec<String> = probes(&s.console)
-            .iter()
-            .map(|p| format!("{:#x}", p.0))
-            .collect();
-        let mut args: Vec<String> = ["--dump", &dump.display().to_string(), "--root", &root]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(["--arch".into(), "x86_64".into(), "--translate".into()]);
-        args.extend(samples);
+        let mut args: Vec<String> = vec![
+            "--dump".into(),
+            dump.display().to_string(),
+            "--base".into(),
+            format!("{:#x}", setup.ram.0),
+            "--root".into(),
+            root,
+        ];
+        args.extend(setup.regime.iter().map(|a| a.to_string()));
+        args.push("--translate".into());
+        args.extend(probes(&s.console).iter().map(|p| format!("{:#x}", p.va)));
         let mut c = tool_command(&args);
         eprintln!("$ {}", describe(&c));
         let out = c.output().map_err(|e| format!("host tool: {e}"))?;
@@ -385,9 +466,9 @@ pub fn qemu_cross_check(tally: &mut Tally) {
     let _ = std::fs::remove_dir_all(&dir);
     let (saved, tool) = match result {
         Ok(x) => x,
-        Err(e) => return record(tally, setup, Err(e)),
+        Err(e) => return record(tally, k, stage, Err(e)),
     };
-    record(tally, setup, Ok(()));
+    record(tally, k, stage, Ok(()));
 
     let live: Vec<&str> = saved
         .console
@@ -402,6 +483,7 @@ pub fn qemu_cross_check(tally: &mut Tally) {
         .collect();
     record(
         tally,
+        k,
         "host ptdump of the pmemsave dump equals the kernel's live ptdump",
         if !live.is_empty() && live == host {
             Ok(())
@@ -410,13 +492,43 @@ pub fn qemu_cross_check(tally: &mut Tally) {
         },
     );
 
+    let cpu = probes(&saved.console);
+    let mut host = translations(&tool);
+    if cpu.iter().all(|p| p.pa.is_none()) {
+        for h in &mut host {
+            h.pa = None;
+        }
+    }
+    record(
+        tally,
+        k,
+        &format!(
+            "host translations agree with the MMU's ({} addresses: {})",
+            cpu.len(),
+            if k.arch == Arch::X86_64 {
+                "reads and writes, faults"
+            } else {
+                "AT S1E1R/W, PAR_EL1"
+            }
+        ),
+        if !cpu.is_empty() && cpu == host {
+            Ok(())
+        } else {
+            Err(format!("cpu {cpu:x?}\nhost {host:x?}"))
+        },
+    );
+
+    if !setup.info {
+        return;
+    }
     let regions = parse_regions(&tool);
     let qemu_mem = parse_info_mem(&saved.info_mem);
     let ours = as_info_mem(&regions);
     record(
         tally,
+        k,
         &format!(
-            "ptdump agrees with QEMU's info mem ({} ranges)",
+            "host ptdump agrees with QEMU's info mem ({} ranges)",
             qemu_mem.len()
         ),
         if !qemu_mem.is_empty() && ours == qemu_mem {
@@ -425,14 +537,14 @@ pub fn qemu_cross_check(tally: &mut Tally) {
             Err(format!("info mem {qemu_mem:x?}\nours {ours:x?}"))
         },
     );
-
     let mut qemu_tlb = parse_info_tlb(&saved.info_tlb);
     qemu_tlb.sort_unstable();
     let ours = pages(&regions);
     record(
         tally,
+        k,
         &format!(
-            "ptdump agrees with QEMU's info tlb ({} pages)",
+            "host ptdump agrees with QEMU's info tlb ({} pages)",
             qemu_tlb.len()
         ),
         if !qemu_tlb.is_empty() && ours == qemu_tlb {
@@ -451,21 +563,6 @@ pub fn qemu_cross_check(tally: &mut Tally) {
             Err(format!(
                 "only in info tlb {only_qemu:x?}; only ours {only_ours:x?}"
             ))
-        },
-    );
-
-    let cpu = probes(&saved.console);
-    let host = translations(&tool);
-    record(
-        tally,
-        &format!(
-            "translations agree with the CPU's reads and writes ({} addresses)",
-            cpu.len()
-        ),
-        if !cpu.is_empty() && cpu == host {
-            Ok(())
-        } else {
-            Err(format!("cpu {cpu:x?}\nhost {host:x?}"))
         },
     );
 }
@@ -543,13 +640,30 @@ mod tests {
         );
         let t = "translate 0x0000000000400000 -> 0x000000900000  (4K page 0x400000, L0, k:rw- u:---, WriteBack, entry 0x1)\n\
                  translate 0x0000000000500000 -> fault: not mapped (level 1 entry not present)\n";
+        let p = |va, read, write, pa| Probe {
+            va,
+            read,
+            write,
+            pa,
+        };
         assert_eq!(
             translations(t),
-            [(0x40_0000, true, true), (0x50_0000, false, false)]
+            [
+                p(0x40_0000, true, true, Some(0x90_0000)),
+                p(0x50_0000, false, false, None)
+            ]
         );
         assert_eq!(
-            probes("inspect: probe 0x0000000000400000 read=ok write=fault\n"),
-            [(0x40_0000, true, false)]
+            probes(
+                "inspect: probe 0x0000000000400000 read=ok write=fault\n\
+                 inspect: probe 0x0000000000401000 read=ok write=ok pa=0x41005000\n\
+                 inspect: probe 0x0000000000402000 read=fault write=fault pa=0x0\n"
+            ),
+            [
+                p(0x40_0000, true, false, None),
+                p(0x40_1000, true, true, Some(0x4100_5000)),
+                p(0x40_2000, false, false, None)
+            ]
         );
     }
 }
