@@ -8,8 +8,8 @@ use core::ops::ControlFlow;
 
 use awk_paging::emu::{EmuArch, EmuMemory};
 use awk_paging::inspect::{
-    Broken, BrokenKind, Fault, ForeignTable, Hole, Leaf, LiveMem, RawDump, TableVisit,
-    TranslationCache, Visitor, WalkError,
+    Broken, Fault, ForeignTable, Hole, Leaf, LiveMem, RawDump, TableVisit, TranslationCache,
+    Visitor, WalkError,
 };
 use awk_paging::{Flags, NoTlb, PageSize, PageTable, PhyAddr, VirtAddr};
 
@@ -246,7 +246,6 @@ fn shared_tables_cannot_make_the_walk_endless() {
     }
     let t =
         ForeignTable::new(ARCH, LiveMem::new(&mem), PhyAddr::new(frame(0))).with_budget(100_000);
-    let mut log = Log::default();
     let mut leaves = 0u64;
     struct Count<'a>(&'a mut u64);
     impl Visitor for Count<'_> {
