@@ -5,8 +5,9 @@
 //! heap in 4 KiB pages, and a user process of 4096 scattered 4 KiB pages. The tables are built
 //! by the crate in the emulator, then copied into a byte buffer read through `RawDump` (what the
 //! host tool does with a dump). The address set is what an introspection tool reading a
-//! process and the kernel heap does: 1 Mi addresses, 8 consecutive words per visit, 90 % of the
-//! visits to a hot set of 512 pages (stack, heap, code), 10 % anywhere in the mapped memory.
+//! process and the kernel heap does: 1 Mi addresses, 8 consecutive words per visit (then, a
+//! harder set for the batch, 1 word per visit), 90 % of the visits to a hot set of 512 pages
+//! (stack, heap, code), 10 % anywhere in the mapped memory.
 //!
 //! Each translation's physical address is consumed (as memflow's `virt_to_phys` returns it);
 //! every way is checked to give the same answers first.
@@ -24,6 +25,8 @@ use awk_paging_x86_64::X86_64;
 const DIRECT: u64 = 0xffff_8880_0000_0000;
 const HEAP: u64 = 0xffff_c900_0000_0000;
 const USER: u64 = 0x0000_5555_0000_0000;
+/// Cache lines (pages) in the measured cache.
+const LINES: usize = 4096;
 
 struct Rng(u64);
 impl Rng {
@@ -104,7 +107,7 @@ fn main() {
         .collect();
     let table = ForeignTable::new(X86_64::new(), RawDump::new(mem.base(), &bytes), pt.root());
 
-    // The address set.
+    // The hot pages.
     let pages: Vec<u64> = (0..512)
         .map(|i| match i % 3 {
             0 => user[(r.next() % user.len() as u64) as usize],
@@ -112,6 +115,20 @@ fn main() {
             _ => (DIRECT + r.next() % (1 << 30)) & !0xfff,
         })
         .collect();
+    println!(
+        "foreign translation, {count} addresses, {} user pages, tables {} KiB, {rounds} rounds (median ns/address):",
+        user.len(),
+        bytes.len() / 1024
+    );
+    for words in [8, 1] {
+        let vas = addresses(&mut r, &pages, &user, count, words);
+        measure(&table, &vas, rounds, words);
+    }
+}
+
+/// `count` addresses: `words` consecutive words per visit, 90 % of the visits to `pages`, the
+/// rest anywhere in the mapped memory.
+fn addresses(r: &mut Rng, pages: &[u64], user: &[u64], count: usize, words: u64) -> Vec<VirtAddr> {
     let mut vas = Vec::with_capacity(count);
     while vas.len() < count {
         let x = r.next();
@@ -125,20 +142,24 @@ fn main() {
             }
         };
         let off = (x >> 40) & 0xfc0;
-        for w in 0..8 {
+        for w in 0..words {
             vas.push(VirtAddr::new(page + off + 8 * w));
         }
     }
     vas.truncate(count);
+    vas
+}
 
+fn measure(table: &ForeignTable<X86_64, RawDump<'_>>, vas: &[VirtAddr], rounds: usize, words: u64) {
+    let count = vas.len();
     // Every way must give the same answers.
     let expect: Vec<u64> = vas
         .iter()
         .map(|&v| table.translate(v).unwrap().pa.as_u64())
         .collect();
-    let mut cache = TranslationCache::<1024>::new();
+    let mut cache = TranslationCache::<LINES>::new();
     for (i, &v) in vas.iter().enumerate() {
-        assert_eq!(cache.translate(&table, v).unwrap().pa.as_u64(), expect[i]);
+        assert_eq!(cache.translate(table, v).unwrap().pa.as_u64(), expect[i]);
     }
     let mut batch = Vec::with_capacity(count);
     table.translate_many(vas.iter().copied(), |_, r| {
@@ -150,7 +171,7 @@ fn main() {
     let mut stats = None;
     for _ in 0..rounds {
         let t = Instant::now();
-        for &v in &vas {
+        for &v in vas {
             black_box(table.translate(black_box(v)).map(|r| r.pa).ok());
         }
         samples[0].push(t.elapsed().as_nanos() as f64 / count as f64);
@@ -161,17 +182,17 @@ fn main() {
         });
         samples[1].push(t.elapsed().as_nanos() as f64 / count as f64);
 
-        let mut cache = TranslationCache::<1024>::new();
+        let mut cache = TranslationCache::<LINES>::new();
         let t = Instant::now();
-        for &v in &vas {
-            black_box(cache.translate(&table, black_box(v)).map(|r| r.pa).ok());
+        for &v in vas {
+            black_box(cache.translate(table, black_box(v)).map(|r| r.pa).ok());
         }
         samples[2].push(t.elapsed().as_nanos() as f64 / count as f64);
         stats = Some(cache.stats());
 
-        let mut cache = TranslationCache::<1024>::new();
+        let mut cache = TranslationCache::<LINES>::new();
         let t = Instant::now();
-        cache.translate_many(&table, vas.iter().copied(), |_, r| {
+        cache.translate_many(table, vas.iter().copied(), |_, r| {
             black_box(r.map(|r| r.pa).ok());
         });
         samples[3].push(t.elapsed().as_nanos() as f64 / count as f64);
@@ -182,11 +203,7 @@ fn main() {
     };
     let m: Vec<f64> = samples.iter_mut().map(median).collect();
     let s = stats.unwrap();
-    println!(
-        "foreign translation, {count} addresses, {} user pages, tables {} KiB, {rounds} rounds (median ns/address):",
-        user.len(),
-        bytes.len() / 1024
-    );
+    println!("{words} word(s) per visit:");
     println!("  uncached translate        {:7.2}", m[0]);
     println!(
         "  uncached translate_many   {:7.2}  ({:.1}x)",
@@ -194,7 +211,7 @@ fn main() {
         m[0] / m[1]
     );
     println!(
-        "  cached translate (1024)   {:7.2}  ({:.1}x)",
+        "  cached translate ({LINES})   {:7.2}  ({:.1}x)",
         m[2],
         m[0] / m[2]
     );

@@ -6,6 +6,7 @@ use super::classify::Classify;
 use super::read::PhysRead;
 use super::translate::{Fault, Path, Resolved};
 use super::walk::ForeignTable;
+use crate::arch::Limits;
 use crate::{PageSize, PhyAddr, VirtAddr};
 
 /// Hit and miss counts of a [`TranslationCache`].
@@ -24,11 +25,32 @@ pub struct CacheStats {
     pub flushes: u64,
 }
 
+/// One cached page in 32 bytes (two per CPU cache line): the leaf and the limits above it,
+/// from which a hit recomputes the rest of [`Resolved`] (only what the caller uses, once
+/// inlined).
 #[derive(Clone, Copy)]
 struct Line {
     /// `key + 1` of the page it holds; 0: empty.
     tag: u64,
-    hit: Resolved,
+    /// The page's frame.
+    frame: PhyAddr,
+    /// The leaf entry.
+    raw: u64,
+    /// The restrictions above it.
+    limits: Limits,
+    /// The leaf's level.
+    level: u8,
+    /// Used more recently than the other line of its pair.
+    recent: bool,
+}
+
+impl Line {
+    /// Whether the page it holds contains `va`.
+    #[inline(always)]
+    fn holds(&self, va: VirtAddr) -> bool {
+        let shift = 12 + 9 * u32::from(self.level.min(2));
+        self.tag != 0 && ((va.as_u64() >> shift) << 2 | u64::from(self.level)) + 1 == self.tag
+    }
 }
 
 const SIZES: [PageSize; 3] = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G];
@@ -39,7 +61,8 @@ fn key(va: VirtAddr, size: PageSize) -> u64 {
     ((va.as_u64() >> size.shift()) << 2) | u64::from(size.level())
 }
 
-/// Up to `N` translated pages of one table (one per line, direct-mapped by page number).
+/// Up to `N` translated pages of one table: two-way set-associative by page number (each page
+/// may sit in either line of its pair; a new one replaces the less recently used).
 ///
 /// Only successful translations are kept. A cache serves one root at a time (another root
 /// drops it), and the owner says when the tables changed: either explicitly
@@ -105,24 +128,15 @@ impl<const N: usize> TranslationCache<N> {
     #[must_use]
     pub const fn new() -> Self {
         let () = Self::LINES;
-        const EMPTY: Resolved = Resolved {
-            pa: PhyAddr::ZERO,
-            page: VirtAddr::new(0),
-            frame: PhyAddr::ZERO,
-            size: PageSize::Size4K,
-            level: 0,
-            raw: 0,
-            limits: crate::arch::Limits::NONE,
-            attrs: crate::Attrs {
-                flags: crate::Flags::RO,
-                user: false,
-                global: false,
-            },
-            access: super::Access::READ_ONLY,
-            memory_type: crate::MemoryType::WriteBack,
-        };
         TranslationCache {
-            lines: [Line { tag: 0, hit: EMPTY }; N],
+            lines: [Line {
+                tag: 0,
+                frame: PhyAddr::ZERO,
+                raw: 0,
+                limits: Limits::NONE,
+                level: 0,
+                recent: false,
+            }; N],
             generation: 0,
             root: None,
             mru: 0,
@@ -210,8 +224,10 @@ impl<const N: usize> TranslationCache<N> {
         let end = start.saturating_add(len);
         for l in &mut self.lines {
             if l.tag != 0 {
-                let p = l.hit.page.as_u64();
-                if p < end && start < p.saturating_add(l.hit.size.bytes()) {
+                let size = PageSize::from_level(l.level).unwrap_or(PageSize::Size1G);
+                // The page number times the size: the page's first address.
+                let p = ((l.tag - 1) >> 2) << size.shift();
+                if p < end && start < p.saturating_add(size.bytes()) {
                     l.tag = 0;
                 }
             }
@@ -223,37 +239,62 @@ impl<const N: usize> TranslationCache<N> {
         (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % N
     }
 
-    /// The cached page containing `va`, if any.
+    /// The cached page containing `va`, if any, as a translation of `va`.
     #[inline(always)]
-    fn lookup(&mut self, va: VirtAddr) -> Option<Resolved> {
-        if let Some(line) = self.lines.get(self.mru) {
-            if line.tag != 0 {
-                if let Some(hit) = line.hit.at(va) {
-                    return Some(hit);
-                }
-            }
-        }
+    fn lookup<A: Classify>(&mut self, arch: &A, va: VirtAddr) -> Option<Resolved> {
+        let i = match self.lines.get(self.mru) {
+            Some(l) if l.holds(va) => self.mru,
+            _ => self.find(va)?,
+        };
+        let l = &self.lines[i];
+        Resolved::of(arch, va, l.frame, l.level, l.raw, l.limits)
+    }
+
+    /// The line holding the page of `va` (marked as recently used).
+    #[inline(always)]
+    fn find(&mut self, va: VirtAddr) -> Option<usize> {
         for size in SIZES {
             let k = key(va, size);
-            let i = Self::slot(k);
-            let line = &self.lines[i];
-            if line.tag == k.wrapping_add(1) {
-                self.mru = i;
-                return line.hit.at(va);
+            let (a, b) = Self::pair(k);
+            for (i, other) in [(a, b), (b, a)] {
+                if self.lines[i].tag == k.wrapping_add(1) {
+                    self.touch(i, other);
+                    return Some(i);
+                }
             }
         }
         None
     }
 
+    /// The two lines (ways) a key may occupy (one line twice if `N` is 1).
+    #[inline(always)]
+    fn pair(k: u64) -> (usize, usize) {
+        let a = Self::slot(k) & !1;
+        (a, (a + 1).min(N - 1))
+    }
+
+    #[inline(always)]
+    fn touch(&mut self, i: usize, other: usize) {
+        self.lines[other].recent = false;
+        self.lines[i].recent = true;
+        self.mru = i;
+    }
+
+    /// Puts `r` into the less recently used line of its pair.
     #[inline(always)]
     fn fill(&mut self, r: &Resolved) {
         let k = key(r.page, r.size);
-        let i = Self::slot(k);
+        let (a, b) = Self::pair(k);
+        let (i, other) = if self.lines[a].recent { (b, a) } else { (a, b) };
         self.lines[i] = Line {
             tag: k.wrapping_add(1),
-            hit: *r,
+            frame: r.frame,
+            raw: r.raw,
+            limits: r.limits,
+            level: r.level,
+            recent: true,
         };
-        self.mru = i;
+        self.touch(i, other);
     }
 
     #[inline(always)]
@@ -286,7 +327,7 @@ impl<const N: usize> TranslationCache<N> {
         va: VirtAddr,
     ) -> Result<Resolved, Fault> {
         self.serve(table);
-        if let Some(hit) = self.lookup(va) {
+        if let Some(hit) = self.lookup(&table.arch, va) {
             self.stats.hits += 1;
             return Ok(hit);
         }
@@ -321,7 +362,7 @@ impl<const N: usize> TranslationCache<N> {
         self.serve(table);
         let mut path = Path::new();
         for va in vas {
-            if let Some(hit) = self.lookup(va) {
+            if let Some(hit) = self.lookup(&table.arch, va) {
                 self.stats.hits += 1;
                 f(va, Ok(hit));
                 continue;

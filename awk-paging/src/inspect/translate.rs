@@ -49,6 +49,33 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// `va` through the leaf `raw` at `level` (mapping `frame`) under `limits`: everything the
+    /// MMU grants, computed from the entry. `None` for a level without a page size.
+    #[inline(always)]
+    pub(super) fn of<A: Classify>(
+        arch: &A,
+        va: VirtAddr,
+        frame: PhyAddr,
+        level: u8,
+        raw: u64,
+        limits: Limits,
+    ) -> Option<Resolved> {
+        let size = PageSize::from_level(level)?;
+        let off = va.as_u64() & size.offset_mask();
+        Some(Resolved {
+            pa: PhyAddr::new(frame.as_u64().wrapping_add(off)),
+            page: VirtAddr::new(va.as_u64() - off),
+            frame,
+            size,
+            level,
+            raw,
+            limits,
+            attrs: arch.effective_attrs(raw, level, limits),
+            access: arch.access(raw, level, limits),
+            memory_type: arch.memory_type(raw, level),
+        })
+    }
+
     /// The same page, translating `va` (which must lie in it; else `None`).
     ///
     /// ```
@@ -278,25 +305,8 @@ impl<A: Classify, R: PhysRead> ForeignTable<A, R> {
                     });
                 }
                 Entry::Leaf(frame) => {
-                    let size =
-                        PageSize::from_level(level).ok_or(Fault::Malformed { level, raw })?;
-                    let page = VirtAddr::new(va.as_u64() & !size.offset_mask());
-                    return Ok(Resolved {
-                        pa: PhyAddr::new(
-                            frame
-                                .as_u64()
-                                .wrapping_add(va.as_u64() & size.offset_mask()),
-                        ),
-                        page,
-                        frame,
-                        size,
-                        level,
-                        raw,
-                        limits,
-                        attrs: self.arch.effective_attrs(raw, level, limits),
-                        access: self.arch.access(raw, level, limits),
-                        memory_type: self.arch.memory_type(raw, level),
-                    });
+                    return Resolved::of(&self.arch, va, frame, level, raw, limits)
+                        .ok_or(Fault::Malformed { level, raw });
                 }
                 Entry::Table(_) if level == 0 || depth + 1 >= MAX_LEVELS => {
                     return Err(Fault::Malformed { level, raw });
