@@ -95,7 +95,8 @@ fn kill(child: &mut Child) {
 }
 
 /// Boots the kernel with a monitor socket, waits for it to get ready, asks QEMU for `info
-/// mem`, `info tlb` and a `pmemsave` of all RAM into `dump`, then quits.
+/// mem`, `info tlb`, a `pmemsave` of all RAM into `dump` and an ELF core of it
+/// (`dump-guest-memory`) beside it (extension `.elf`), then quits.
 fn boot_and_save(setup: &Setup, dir: &Path, dump: &Path) -> Result<Saved, String> {
     let k = &setup.kernel;
     let socket = dir.join("monitor.sock");
@@ -155,6 +156,10 @@ fn boot_and_save(setup: &Setup, dir: &Path, dump: &Path) -> Result<Saved, String
             &mut m,
             &format!("pmemsave {base:#x} {len:#x} \"{}\"", dump.display()),
         )?;
+        monitor(
+            &mut m,
+            &format!("dump-guest-memory {}", dump.with_extension("elf").display()),
+        )?;
         let _ = m.write_all(b"quit\n");
         Ok((info_mem, info_tlb))
     })();
@@ -196,7 +201,7 @@ pub fn qemu_cross_check(tally: &mut Tally) {
 /// frame).
 fn cross_check(tally: &mut Tally, setup: &Setup) {
     let k = &setup.kernel;
-    let stage = "clippy, build, boot, pmemsave, host tool";
+    let stage = "clippy, build, boot, pmemsave, dump-guest-memory, host tool";
     // Not rows of the kernel table, so the lint step does not see them: linted here.
     let kernel = |verb| {
         let mut c = cargo();
@@ -230,32 +235,36 @@ fn cross_check(tally: &mut Tally, setup: &Setup) {
             .find_map(|l| l.strip_prefix("inspect: root "))
             .ok_or("the kernel printed no root")?
             .to_string();
-        let mut args: Vec<String> = vec![
-            "--dump".into(),
-            dump.display().to_string(),
-            "--base".into(),
-            format!("{:#x}", setup.ram.0),
-            "--root".into(),
-            root,
-        ];
-        args.extend(setup.regime.iter().map(|a| a.to_string()));
-        args.push("--translate".into());
-        args.extend(probes(&s.console).iter().map(|p| format!("{:#x}", p.va)));
-        let mut c = tool_command(&args);
-        eprintln!("$ {}", describe(&c));
-        let out = c.output().map_err(|e| format!("host tool: {e}"))?;
-        let tool = String::from_utf8_lossy(&out.stdout).into_owned();
-        eprint!("{tool}");
-        if !matches!(out.status.code(), Some(0 | 1)) {
-            return Err(format!(
-                "host tool failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok((s, tool))
+        let tool_on = |file: &Path, base: bool, translate: bool| -> Result<String, String> {
+            let mut args: Vec<String> = vec!["--dump".into(), file.display().to_string()];
+            if base {
+                args.extend(["--base".into(), format!("{:#x}", setup.ram.0)]);
+            }
+            args.extend(["--root".into(), root.clone()]);
+            args.extend(setup.regime.iter().map(|a| a.to_string()));
+            if translate {
+                args.push("--translate".into());
+                args.extend(probes(&s.console).iter().map(|p| format!("{:#x}", p.va)));
+            }
+            let mut c = tool_command(&args);
+            eprintln!("$ {}", describe(&c));
+            let out = c.output().map_err(|e| format!("host tool: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            eprint!("{text}");
+            if !matches!(out.status.code(), Some(0 | 1)) {
+                return Err(format!(
+                    "host tool failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(text)
+        };
+        let tool = tool_on(&dump, true, true)?;
+        let elf = tool_on(&dump.with_extension("elf"), false, false)?;
+        Ok((s, tool, elf))
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let (saved, tool) = match result {
+    let (saved, tool, elf) = match result {
         Ok(x) => x,
         Err(e) => return record(tally, k, stage, Err(e)),
     };
@@ -280,6 +289,24 @@ fn cross_check(tally: &mut Tally, setup: &Setup) {
             Ok(())
         } else {
             Err(format!("live {live:#?}\nhost {host:#?}"))
+        },
+    );
+
+    // The same memory as an ELF core: the regions (after the header line) must be the same.
+    let body = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("translate "))
+            .map(String::from)
+            .collect()
+    };
+    record(
+        tally,
+        k,
+        "host ptdump of the dump-guest-memory ELF core equals the pmemsave one",
+        if body(&elf) == body(&tool) && elf.lines().next().is_some_and(|h| h.contains("piece(s)")) {
+            Ok(())
+        } else {
+            Err(format!("ELF core:\n{elf}"))
         },
     );
 
