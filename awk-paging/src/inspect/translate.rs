@@ -137,7 +137,9 @@ pub enum Fault {
         /// The table whose entry is missing.
         table: PhyAddr,
     },
-    /// The table entry at `level` points to `table`, already on the path (a loop).
+    /// The table entry at `level` points to `table`, already on the path (a loop). A recursive
+    /// slot is reported so, as the crate's own walkers refuse it (the MMU itself would follow
+    /// it and translate to the tables themselves).
     Loop {
         /// Where the walk stopped.
         level: u8,
