@@ -136,9 +136,13 @@ fn boot_and_save(setup: &Setup, dir: &Path, dump: &Path) -> Result<Saved, String
                     return Err("the kernel could not build its address space".into());
                 }
             }
-            Err(_) => {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 kill(&mut child);
                 return Err(format!("the kernel was not ready after {WAIT:?}"));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                kill(&mut child);
+                return Err("QEMU exited before the kernel was ready".into());
             }
         }
     }
