@@ -69,6 +69,7 @@ pub mod mmu;
 mod tlb;
 
 pub use arch::{Half, VaSize, A64};
+pub use inspect::{mair_memory_type, ForeignMair};
 pub use mapper::{AArch64, AArch64Irq, KernelTable};
 pub use tlb::{TlbBatch, TlbEl1, TlbSequence};
 

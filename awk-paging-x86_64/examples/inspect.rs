@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--base ADDR]
-//!     [--va-bits 39|48] [--upper] [--pa-bits N] [--no-1g] [--budget N] [--no-ptdump]
+//!     [--va-bits 39|48] [--upper] [--pa-bits N] [--mair VALUE] [--no-1g] [--budget N] [--no-ptdump]
 //!     [--translate ADDR...]
 //! ```
 //!
@@ -13,7 +13,7 @@
 //! - x86_64: 4-level paging, 1 GiB pages unless `--no-1g`, 52-bit MAXPHYADDR unless
 //!   `--pa-bits`. AArch64: 4 KiB granule, `--va-bits` 48 (default) or 39, TTBR0 unless
 //!   `--upper` (TTBR1), 48-bit PA unless `--pa-bits`; memory types decode with this crate's
-//!   MAIR layout.
+//!   MAIR layout, or with the dumped kernel's MAIR_EL1 value given with `--mair`.
 //!
 //! Exit status: 0 when the audit is clean, 1 when it found something, 2 on bad arguments or an
 //! unreadable file.
@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use awk_paging::inspect::{Classify, ForeignTable, PhysRead, RawDump};
 use awk_paging::{PhyAddr, VirtAddr};
-use awk_paging_aarch64::{Half, VaSize, A64};
+use awk_paging_aarch64::{ForeignMair, Half, VaSize, A64};
 use awk_paging_x86_64::X86_64;
 
 #[derive(Debug, Default)]
@@ -34,6 +34,7 @@ struct Options {
     va39: bool,
     upper: bool,
     pa_bits: Option<u8>,
+    mair: Option<u64>,
     no_1g: bool,
     budget: Option<u64>,
     no_ptdump: bool,
@@ -73,6 +74,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 )
             }
             "--budget" => o.budget = Some(number(&value("--budget")?)?),
+            "--mair" => o.mair = Some(number(&value("--mair")?)?),
             "--upper" => o.upper = true,
             "--no-1g" => o.no_1g = true,
             "--no-ptdump" => o.no_ptdump = true,
@@ -211,7 +213,13 @@ fn main() -> ExitCode {
         let half = if o.upper { Half::Upper } else { Half::Lower };
         let arch = A64::new(va, half).with_pa_bits(o.pa_bits.unwrap_or(48));
         let root = PhyAddr::new(root.as_u64() & 0x0000_ffff_ffff_f000);
-        report(ForeignTable::new(arch, mem, root), &o)
+        match o.mair {
+            Some(mair) => report(
+                ForeignTable::new(ForeignMair::new(arch, mair), mem, root),
+                &o,
+            ),
+            None => report(ForeignTable::new(arch, mem, root), &o),
+        }
     } else {
         let arch = X86_64::new()
             .with_1g_pages(!o.no_1g)

@@ -43,7 +43,8 @@ const USAGE: &str = "usage:
   cargo xtask bench [--smoke] [--runs N]                  comparison benchmark -> BENCHMARKS.md
   cargo xtask install-qemu                                (re)run the Debian QEMU install
   cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--base ADDR]
-      [--va-bits 39|48] [--upper] [--pa-bits N] [--no-1g] [--no-ptdump] [--translate ADDR...]
+      [--va-bits 39|48] [--upper] [--pa-bits N] [--mair VALUE] [--no-1g] [--no-ptdump]
+      [--translate ADDR...]
                                                           ptdump + W+X audit of a memory dump
   cargo xtask inspect --qemu-check                        its QEMU cross-check alone
 environment: XTASK_NO_FLUSH=1 (same as --no-flush), XTASK_QEMU_TIMEOUT=<seconds per boot>";
