@@ -98,38 +98,37 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// The `PT_LOAD` segments of an ELF64 little-endian core file, by physical address.
+/// The `PT_LOAD` segments of an ELF64 little-endian core file, by physical address. A
+/// malformed file is an error, never a panic.
 fn elf_segments(bytes: &[u8]) -> Result<Vec<RawDump<'_>>, String> {
-    let u16_at = |o: usize| -> Result<u64, String> {
-        bytes
-            .get(o..o + 2)
-            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
-            .ok_or_else(|| "truncated ELF header".to_string())
-    };
-    let u64_at = |o: usize| -> Result<u64, String> {
-        bytes
-            .get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-            .ok_or_else(|| "truncated ELF header".to_string())
+    let field = |o: u64, n: usize| -> Result<u64, String> {
+        let start = usize::try_from(o).map_err(|_| "ELF offset too large")?;
+        let b = start
+            .checked_add(n)
+            .and_then(|end| bytes.get(start..end))
+            .ok_or("truncated ELF file")?;
+        Ok(b.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
     };
     if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
         return Err("only 64-bit little-endian ELF cores are supported".into());
     }
-    let (phoff, phentsize, phnum) = (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?);
+    let (phoff, phentsize, phnum) = (field(0x20, 8)?, field(0x36, 2)?, field(0x38, 2)?);
     let mut out = Vec::new();
     for i in 0..phnum {
-        let ph = usize::try_from(phoff + i * phentsize).map_err(|e| e.to_string())?;
-        let p_type = u16_at(ph)? | (u16_at(ph + 2)? << 16);
-        if p_type != 1 {
+        let ph = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .ok_or("ELF program header offset overflows")?;
+        let at = |o: u64, n| field(ph.checked_add(o).ok_or("ELF offset overflows")?, n);
+        if at(0, 4)? != 1 {
             continue; // not PT_LOAD
         }
-        let (offset, paddr, filesz) = (u64_at(ph + 8)?, u64_at(ph + 0x18)?, u64_at(ph + 0x20)?);
-        let (start, len) = (usize::try_from(offset), usize::try_from(filesz));
-        let seg = match (start, len) {
-            (Ok(s), Ok(l)) => bytes.get(s..s.saturating_add(l)),
-            _ => None,
-        }
-        .ok_or(format!("PT_LOAD segment {i} outside the file"))?;
+        let (offset, paddr, filesz) = (at(8, 8)?, at(0x18, 8)?, at(0x20, 8)?);
+        let seg = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(filesz).ok())
+            .and_then(|(s, l)| bytes.get(s..s.checked_add(l)?))
+            .ok_or(format!("PT_LOAD segment {i} outside the file"))?;
         out.push(RawDump::new(PhyAddr::new(paddr), seg));
     }
     if out.is_empty() {
