@@ -98,6 +98,9 @@ pub struct TranslationCache<const N: usize> {
     /// The line of the last hit or fill, checked first (consecutive addresses mostly share
     /// a page).
     mru: usize,
+    /// Bit `level`: pages of that level were filled since the last flush (lookups skip the
+    /// sizes the cache cannot hold).
+    sizes: u8,
 }
 
 impl<const N: usize> Default for TranslationCache<N> {
@@ -140,6 +143,7 @@ impl<const N: usize> TranslationCache<N> {
             generation: 0,
             root: None,
             mru: 0,
+            sizes: 0,
             stats: CacheStats {
                 hits: 0,
                 misses: 0,
@@ -199,6 +203,7 @@ impl<const N: usize> TranslationCache<N> {
         for l in &mut self.lines {
             l.tag = 0;
         }
+        self.sizes = 0;
         self.stats.flushes += 1;
     }
 
@@ -254,6 +259,9 @@ impl<const N: usize> TranslationCache<N> {
     #[inline(always)]
     fn find(&mut self, va: VirtAddr) -> Option<usize> {
         for size in SIZES {
+            if self.sizes & (1 << size.level()) == 0 {
+                continue;
+            }
             let k = key(va, size);
             let (a, b) = Self::pair(k);
             for (i, other) in [(a, b), (b, a)] {
@@ -286,6 +294,7 @@ impl<const N: usize> TranslationCache<N> {
         let k = key(r.page, r.size);
         let (a, b) = Self::pair(k);
         let (i, other) = if self.lines[a].recent { (b, a) } else { (a, b) };
+        self.sizes |= 1 << r.level.min(7);
         self.lines[i] = Line {
             tag: k.wrapping_add(1),
             frame: r.frame,
