@@ -228,6 +228,15 @@ pub unsafe trait Arch: Copy {
         (true, true)
     }
 
+    /// A bit of leaf entries (at every level) that the hardware ignores and leaves to
+    /// software, used by [`space`](crate::space) to mark copy-on-write pages (x86: bit 9;
+    /// AArch64: bit 55, the first of the software bits 58:55). `0`: the format has none, and
+    /// copy-on-write is refused. Default: `0`.
+    #[inline]
+    fn software_bit(&self) -> u64 {
+        0
+    }
+
     /// A leaf entry at `level` mapping `pa` with `attrs` (already validated by
     /// [`Attrs::validate`]).
     fn leaf_entry(&self, pa: PhyAddr, level: u8, attrs: Attrs) -> u64;

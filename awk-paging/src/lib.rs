@@ -14,6 +14,8 @@
 //! - [`arch::Arch`]: what an architecture plugs in.
 //! - [`PageTable`]: the instance API — one object per address space, shared walker.
 //! - [`dump`]: a ptdump-style listing of an address space's mappings.
+//! - [`space`]: address spaces — a kernel half shared by user spaces, ASIDs/PCIDs with
+//!   generations, activation, copy-on-write and zero pages.
 //! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]);
 //!   [`irq`]: the interrupt masking and CPU identity its lock uses against re-entry deadlocks.
 //! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
@@ -37,6 +39,7 @@ pub mod irq;
 mod mapper;
 mod phys;
 mod size;
+pub mod space;
 mod table;
 mod tlb;
 

@@ -837,7 +837,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
                     .ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
             }
-            Entry::Table(next) if self.f.is_none() && c.piece.whole(c.level) => {
+            Entry::Table(next)
+                if self.f.is_none() && c.piece.whole(c.level) && !pt.pinned(c.level) =>
+            {
                 // Drop the whole subtree: one store, everything freed after a full flush.
                 pt.detach(c, next, self.gather);
                 self.gather.invalidate_all();
@@ -853,6 +855,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         c: &Chunk,
         child: PhyAddr,
     ) -> Result<(), Self::Error> {
+        // Tables linked from a shared root stay (other roots link them too).
+        if pt.pinned(c.level) {
+            return Ok(());
+        }
         // A wholly covered table is empty now; a partly covered one may be.
         if c.piece.whole(c.level) || pt.table_is_empty_near(child, c.level - 1, &c.piece) {
             // Re-read: a split above changed the entry since the walker read it.

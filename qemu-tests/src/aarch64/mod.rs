@@ -126,6 +126,7 @@ pub fn mmu_on(tlb: &'static (dyn Tlb + Sync)) -> Result<KernelTable, &'static st
     .map_err(|_| "root table")?;
     pt.set_policy(Policy {
         allow_write_execute: true,
+        ..Policy::default()
     });
     let rwx = Flags {
         execute: true,
