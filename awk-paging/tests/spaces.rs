@@ -243,6 +243,14 @@ fn kernel_unmap_keeps_the_shared_tables() {
         frame,
         "the user root still links the kernel's (same) level-2 table"
     );
+    // The same through drop_range, which detaches wholly covered tables without a visit.
+    let mut g = k.gather();
+    unsafe { k.drop_range(VirtAddr::new(KVA), 1 << 39, &mut g) }.unwrap();
+    k.finish(g).unwrap();
+    assert_eq!(mem.frames_in_use(), with_tables - 2);
+    assert_eq!(mem.bad_frees(), 0);
+    map_kernel(&mut k, KVA + 0x2000, frame);
+    assert_eq!(u.translate(VirtAddr::new(KVA + 0x2000)).unwrap().frame, frame);
 }
 
 /// The kernel space maps global kernel pages only.

@@ -226,6 +226,23 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
         Ok(unsafe { self.pt.unmap_range(va, len, gather, f) }?)
     }
 
+    /// [`PageTable::drop_range`] in the kernel half: whole tables below the root's entries go
+    /// in one store each; the tables linked from the root stay.
+    ///
+    /// # Safety
+    ///
+    /// As [`PageTable::drop_range`].
+    pub unsafe fn drop_range(
+        &mut self,
+        va: VirtAddr,
+        len: u64,
+        gather: &mut Gather,
+    ) -> Result<(), EditError<RangeError<UnmapError>>> {
+        self.check(va, len, None)?;
+        // SAFETY: forwarded.
+        Ok(unsafe { self.pt.drop_range(va, len, gather) }?)
+    }
+
     /// [`PageTable::protect_range`] in the kernel half, always global.
     ///
     /// # Safety
