@@ -250,7 +250,10 @@ fn kernel_unmap_keeps_the_shared_tables() {
     assert_eq!(mem.frames_in_use(), with_tables - 2);
     assert_eq!(mem.bad_frees(), 0);
     map_kernel(&mut k, KVA + 0x2000, frame);
-    assert_eq!(u.translate(VirtAddr::new(KVA + 0x2000)).unwrap().frame, frame);
+    assert_eq!(
+        u.translate(VirtAddr::new(KVA + 0x2000)).unwrap().frame,
+        frame
+    );
 }
 
 /// The kernel space maps global kernel pages only.
@@ -441,7 +444,7 @@ fn per_process_flush_keeps_global_and_other_asids() {
     read(&mem, &cpu, mmu.root(), UVA).unwrap();
     assert_eq!(cpu.cached(), 3);
     use awk_paging::Tlb;
-    a.table().tlb().flush_all();
+    a.tlb().flush_all();
     assert_eq!(
         cpu.cached(),
         2,
@@ -652,11 +655,11 @@ fn fault_helper_out_of_memory_changes_nothing() {
     map_user(&mut parent, UVA, data, user_rw());
     let mut refs = Refs::default();
     let mut child = unsafe { parent.fork(&mem, SpaceTlb::new(&cpu, &ic), &mut refs) }.unwrap();
-    let raw = child.table().raw_entry(VirtAddr::new(UVA)).unwrap();
+    let raw = child.raw_entry(VirtAddr::new(UVA)).unwrap();
     let mut none = OneFrame(None);
     let e = unsafe { child.resolve_write_fault(VirtAddr::new(UVA), &mut refs, &mut none) };
     assert_eq!(e, Err(FaultError::OutOfMemory));
-    assert_eq!(child.table().raw_entry(VirtAddr::new(UVA)).unwrap(), raw);
+    assert_eq!(child.raw_entry(VirtAddr::new(UVA)).unwrap(), raw);
     assert_eq!(refs.owners(data), 2);
     let mut frames = &mem;
     let r = unsafe { child.resolve_write_fault(VirtAddr::new(UVA), &mut refs, &mut frames) };
@@ -757,5 +760,5 @@ fn raw<F: FrameAllocator>(
     p: &UserSpace<EmuArch, &EmuMemory, F, SpaceTlb<'_, &EmuTlb>>,
     va: u64,
 ) -> (u8, u64) {
-    p.table().raw_entry(VirtAddr::new(va)).unwrap()
+    p.raw_entry(VirtAddr::new(va)).unwrap()
 }

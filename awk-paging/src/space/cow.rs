@@ -155,7 +155,7 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
     /// ```
     #[must_use]
     pub fn is_copy_on_write(&self, va: VirtAddr) -> bool {
-        self.pt.raw_entry(va).is_ok_and(|(_, raw)| self.is_cow(raw))
+        self.raw_entry(va).is_ok_and(|(_, raw)| self.is_cow(raw))
     }
 
     /// The shared zero frame (a zeroed data frame the kernel never writes): from now on it can
@@ -286,9 +286,12 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
         // 1. Refuse what cannot be shared, before anything changes.
         let mut huge = None;
         self.pt.for_each_mapping(|m| {
+            if huge.is_some() || !in_user_half(self, m.page) {
+                return;
+            }
             let raw = self.pt.raw_entry(m.page).map_or(0, |(_, r)| r);
             let cow = m.attrs.flags.write || raw & bit != 0;
-            if huge.is_none() && in_user_half(self, m.page) && cow && m.size != PageSize::Size4K {
+            if cow && m.size != PageSize::Size4K {
                 huge = Some(m.page);
             }
         });

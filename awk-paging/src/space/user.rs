@@ -101,11 +101,16 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
         self.pt.root()
     }
 
-    /// This space's tables, for reading: [`PageTable::translate`] reports the effective user
-    /// permissions (`attrs.user`, `attrs.flags`) over every level.
+    /// This space's TLB hook.
     #[must_use]
-    pub fn table(&self) -> &PageTable<A, M, F, T> {
-        &self.pt
+    pub fn tlb(&self) -> &T {
+        self.pt.tlb()
+    }
+
+    /// Calls `f` for every mapping of this space, the kernel half's included
+    /// ([`PageTable::for_each_mapping`]).
+    pub fn for_each_mapping(&self, f: impl FnMut(crate::Mapping)) {
+        self.pt.for_each_mapping(f);
     }
 
     /// What this space shares with the kernel.
@@ -114,9 +119,28 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
         self.half
     }
 
-    /// [`PageTable::translate`].
+    /// [`PageTable::translate`]: with the effective permissions over every level, `attrs.user`
+    /// saying whether user code may access the page. Kernel-half addresses are translated
+    /// through the kernel's tables without keeping them in this space's walk cache (the kernel
+    /// may free them).
     pub fn translate(&self, va: VirtAddr) -> Result<Translation, TranslateError> {
-        self.pt.translate(va)
+        let t = self.pt.translate(va);
+        self.forget_kernel_walk(va);
+        t
+    }
+
+    /// [`PageTable::raw_entry`], as [`translate`](Self::translate) walks.
+    pub fn raw_entry(&self, va: VirtAddr) -> Result<(u8, u64), TranslateError> {
+        let r = self.pt.raw_entry(va);
+        self.forget_kernel_walk(va);
+        r
+    }
+
+    /// After a walk to `va`: if it went through the kernel's tables, forget it.
+    fn forget_kernel_walk(&self, va: VirtAddr) {
+        if self.check_range::<()>(va, 1).is_err() {
+            self.pt.clear_walk_cache();
+        }
     }
 
     /// Whether `va .. va + len` lies in the user half (ranges the regime does not translate

@@ -283,6 +283,13 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         self.pinned_top = true;
     }
 
+    /// Drops the cached walk through a shared reference: after walking tables someone else
+    /// may free (a user space looking into the kernel's half).
+    #[inline]
+    pub(crate) fn clear_walk_cache(&self) {
+        self.walk.clear();
+    }
+
     /// Whether a table entry at `level` must stay linked (see `pin_top_tables`).
     #[inline(always)]
     pub(crate) fn pinned(&self, level: u8) -> bool {
