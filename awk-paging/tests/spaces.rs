@@ -762,3 +762,29 @@ fn raw<F: FrameAllocator>(
 ) -> (u8, u64) {
     p.raw_entry(VirtAddr::new(va)).unwrap()
 }
+
+/// The fault helper's copy replaces a live leaf by one with another frame: break, invalidate,
+/// make (the emulator's format requires break-before-make for a new output address, as
+/// AArch64 does), checked by the tracer; and nothing is owed to the TLB afterwards.
+#[test]
+fn copy_on_write_fault_breaks_before_it_makes() {
+    use awk_paging::emu::Tracer;
+    use awk_paging::space::KernelHalf;
+    let mem = EmuMemory::new(64);
+    let cpu = EmuTlb::new();
+    let tracer = Tracer::new(ARCH, &mem, Some(&cpu));
+    let mut parent = UserSpace::new(ARCH, &tracer, &tracer, &tracer, KernelHalf::NONE).unwrap();
+    tracer.adopt(parent.root());
+    let data = mem.allocate_data_frame().unwrap();
+    unsafe { parent.map(VirtAddr::new(UVA), data, PageSize::Size4K, user_rw()) }
+        .unwrap()
+        .flush();
+    let mut refs = Refs::default();
+    let child = unsafe { parent.fork(&tracer, &tracer, &mut refs) }.unwrap();
+    let mut frames = &mem;
+    let r = unsafe { parent.resolve_write_fault(VirtAddr::new(UVA), &mut refs, &mut frames) };
+    assert!(matches!(r, Ok(Resolved::Copied { .. })), "{r:?}");
+    assert_eq!(tracer.violations(), vec![]);
+    tracer.assert_flushed();
+    let _ = child;
+}
