@@ -276,3 +276,86 @@ fn x86_processes_on_the_emulator() {
     assert_eq!(mem.bad_frees(), 0);
     assert_eq!(k.table().translate(kva).unwrap().frame, kframe);
 }
+
+/// The physical address of the 4 KiB leaf entry for `va` under `root`.
+fn leaf_entry_at(mem: &EmuMemory, root: PhyAddr, va: VirtAddr) -> PhyAddr {
+    use awk_paging::arch::{table_index, Arch, Entry};
+    let arch = X86_64::new();
+    let mut table = root;
+    for level in (0..4u8).rev() {
+        let at = PhyAddr::new(table.as_u64() + 8 * table_index(va, level) as u64);
+        if level == 0 {
+            return at;
+        }
+        match arch.decode(mem.read_u64(at).unwrap(), level) {
+            Entry::Table(next) => table = next,
+            e => panic!("level {level}: {e:?}"),
+        }
+    }
+    unreachable!()
+}
+
+/// Harvesting Accessed/Dirty: the record the hardware wrote is returned and cleared
+/// atomically, and the token drops the cached translation (a cached dirty entry would let
+/// writes through without setting Dirty again).
+#[test]
+fn accessed_dirty_harvest_clears_and_invalidates() {
+    let arch = X86_64::new();
+    let mem = EmuMemory::new(1024);
+    let cpu = EmuTlb::new();
+    let k = KernelSpace::new_shared(arch, &mem, &mem, &cpu, 256).unwrap();
+    let id = ContextId::new();
+    let mut u = UserSpace::new(arch, &mem, &mem, SpaceTlb::new(&cpu, &id), k.half()).unwrap();
+    let uva = VirtAddr::new(0x40_0000);
+    let rw = Attrs {
+        user: true,
+        ..Attrs::from(Flags::RW)
+    };
+    let frame = mem.allocate_data_frame().unwrap();
+    unsafe { u.map(uva, frame, PageSize::Size4K, rw) }
+        .unwrap()
+        .flush();
+    let mut asids = Asids::<1>::new(PCIDS).unwrap();
+    let mmu = EmuMmu::new(&cpu);
+    unsafe { u.activate(&mut asids, 0, &id, &mmu) }.unwrap();
+    assert_eq!(
+        cpu.access_walk(&mem, &arch, mmu.root(), uva),
+        CpuAccess::Mapped(frame)
+    );
+    // The CPU's walk and write set A and D (the emulator does not: done by hand).
+    let at = leaf_entry_at(&mem, u.root(), uva);
+    let ad = (F::ACCESSED | F::DIRTY).bits();
+    mem.write_u64(at, mem.read_u64(at).unwrap() | ad);
+
+    let (got, flush) = u
+        .clear_accessed_dirty(uva, PageSize::Size4K, false, true)
+        .unwrap();
+    assert!(got.accessed && got.dirty);
+    assert_eq!(
+        mem.read_u64(at).unwrap() & ad,
+        F::ACCESSED.bits(),
+        "Dirty cleared, Accessed kept"
+    );
+    assert!(cpu.cached_attrs(uva).is_some());
+    flush.flush();
+    assert!(
+        cpu.cached_attrs(uva).is_none(),
+        "the cached (dirty) entry is gone"
+    );
+    let (got, flush) = u
+        .clear_accessed_dirty(uva, PageSize::Size4K, true, true)
+        .unwrap();
+    flush.flush();
+    assert!(got.accessed && !got.dirty);
+    assert_eq!(mem.read_u64(at).unwrap() & ad, 0);
+    let (got, flush) = u
+        .clear_accessed_dirty(uva, PageSize::Size4K, true, true)
+        .unwrap();
+    flush.ignore();
+    assert!(!got.accessed && !got.dirty);
+    assert_eq!(
+        u.translate(uva).unwrap().frame,
+        frame,
+        "the mapping itself is unchanged"
+    );
+}

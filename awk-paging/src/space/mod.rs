@@ -61,6 +61,7 @@
 //! ```
 
 mod activate;
+mod ad;
 mod asid;
 mod cow;
 mod kernel;
@@ -69,6 +70,7 @@ mod user;
 pub use activate::Activate;
 #[cfg(feature = "std")]
 pub use activate::EmuMmu;
+pub use ad::AccessedDirty;
 pub use asid::{Active, AsidError, Asids, ContextId, Switch, MAX_ASIDS};
 pub use cow::{FaultError, ForkError, FrameRefs, Resolved};
 pub use kernel::KernelSpace;
