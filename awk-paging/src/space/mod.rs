@@ -107,6 +107,32 @@ impl KernelHalf {
         end: ENTRIES,
     };
 
+    /// Root entries `entries` of an existing kernel root (a boot table whose identity map
+    /// user spaces must keep, e.g. a test kernel running in the lower half): user spaces copy
+    /// them and never edit them. `None` if the range is empty or beyond 512 entries.
+    ///
+    /// # Safety
+    ///
+    /// The tables those entries link must stay linked in `root` and valid for as long as any
+    /// user space created with this value lives (never detached or freed by the kernel's own
+    /// edits: [`KernelSpace::new_shared`] guarantees it, a table built otherwise must).
+    ///
+    /// ```
+    /// use awk_paging::space::KernelHalf;
+    /// use awk_paging::PhyAddr;
+    /// let h = unsafe { KernelHalf::from_root(PhyAddr::new(0x4000_0000), 0..1) }.unwrap();
+    /// assert!(h.shares(0) && !h.shares(1));
+    /// assert!(unsafe { KernelHalf::from_root(PhyAddr::new(0x4000_0000), 3..600) }.is_none());
+    /// ```
+    #[must_use]
+    pub unsafe fn from_root(root: PhyAddr, entries: core::ops::Range<usize>) -> Option<Self> {
+        (entries.start < entries.end && entries.end <= ENTRIES).then_some(KernelHalf {
+            root,
+            first: entries.start,
+            end: entries.end,
+        })
+    }
+
     /// Whether root entry `index` belongs to the kernel.
     ///
     /// ```

@@ -8,6 +8,8 @@ pub mod exceptions;
 pub mod fdt;
 pub mod probe;
 pub mod selftest;
+pub mod spaces;
+pub mod user;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -501,6 +501,12 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     let mut summary = Summary::default();
     bare_harness::run(A64::default(), BAD_VAS, &mut out, &mut summary);
     harness::run(&mut out, "", LIVE, &mut summary);
+    harness::run(
+        &mut out,
+        "",
+        qemu_tests::aarch64::spaces::TESTS,
+        &mut summary,
+    );
     harness::run(&mut out, "", selftest::TESTS, &mut summary);
     harness::print_summary(&mut out, summary);
     exit(if summary.failed == 0 {
