@@ -23,6 +23,11 @@ use awk_paging::PhyAddr;
 use crate::maint::{Barrier, Op, Sequence, SysReg, TlbiOp};
 
 /// The ops of one switch: at most five.
+///
+/// ```
+/// let s: awk_paging_aarch64::space::SwitchSequence = awk_paging_aarch64::maint::Sequence::from_ops([]);
+/// assert!(s.is_empty());
+/// ```
 pub type SwitchSequence = Sequence<5>;
 
 /// This CPU's `TTBR0_EL1` loading: whether it runs with 16-bit ASIDs (TCR_EL1.AS = 1) or 8.

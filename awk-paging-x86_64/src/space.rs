@@ -30,13 +30,26 @@ use crate::maint::{InvpcidKind, Op, Sequence};
 use crate::Invlpg;
 
 /// CR3 bit 63: keep the loaded PCID's cached entries (CR4.PCIDE = 1 only).
+///
+/// ```
+/// assert_eq!(awk_paging_x86_64::space::CR3_NOFLUSH, 1 << 63);
+/// ```
 pub const CR3_NOFLUSH: u64 = 1 << 63;
 
 /// The number of PCIDs (12 bits): the ASID count to give
 /// [`Asids`](awk_paging::space::Asids).
+///
+/// ```
+/// assert!(awk_paging::space::Asids::<4>::new(awk_paging_x86_64::space::PCIDS).is_ok());
+/// ```
 pub const PCIDS: usize = 4096;
 
 /// The ops of one switch or one per-PCID invalidation: at most two.
+///
+/// ```
+/// let s: awk_paging_x86_64::space::SpaceSequence = awk_paging_x86_64::maint::Sequence::from_ops([]);
+/// assert!(s.is_empty());
+/// ```
 pub type SpaceSequence = Sequence<2>;
 
 /// How this CPU runs address spaces: whether CR4.PCIDE is set (CPUID.01H:ECX.PCID\[bit 17\]

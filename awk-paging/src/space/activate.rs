@@ -18,6 +18,21 @@ use crate::PhyAddr;
 /// Implementations must do exactly that: after [`activate`](Self::activate) returns, the CPU
 /// translates user addresses through `root`, tags new TLB entries with `switch.asid`, and holds
 /// no entry of another generation's use of that ASID when `flush_local` was set.
+///
+/// ```
+/// use awk_paging::space::{Activate, Switch};
+/// use awk_paging::PhyAddr;
+/// use core::cell::Cell;
+/// /// Remembers what it was asked to load (a stand-in for CR3 / TTBR0_EL1).
+/// struct Loaded(Cell<(u64, u16)>);
+/// // SAFETY: a model: "translates through" what it records.
+/// unsafe impl Activate for Loaded {
+///     unsafe fn activate(&self, root: PhyAddr, s: Switch) { self.0.set((root.as_u64(), s.asid)) }
+/// }
+/// let cpu = Loaded(Cell::new((0, 0)));
+/// unsafe { cpu.activate(PhyAddr::new(0x9000), Switch { asid: 3, flush_local: false, new_asid: true }) };
+/// assert_eq!(cpu.0.get(), (0x9000, 3));
+/// ```
 pub unsafe trait Activate {
     /// Loads `root` with the ASID of `switch`, doing its local flush first.
     ///
@@ -53,6 +68,11 @@ pub struct EmuMmu<'t> {
 #[cfg(feature = "std")]
 impl<'t> EmuMmu<'t> {
     /// The CPU owning `tlb`, with no root loaded.
+    ///
+    /// ```
+    /// let tlb = awk_paging::emu::EmuTlb::new();
+    /// assert_eq!(awk_paging::space::EmuMmu::new(&tlb).root(), awk_paging::PhyAddr::ZERO);
+    /// ```
     #[must_use]
     pub fn new(tlb: &'t crate::emu::EmuTlb) -> Self {
         EmuMmu {
@@ -63,12 +83,25 @@ impl<'t> EmuMmu<'t> {
     }
 
     /// The loaded root.
+    ///
+    /// ```
+    /// # use awk_paging::space::{Activate, EmuMmu, Switch};
+    /// let tlb = awk_paging::emu::EmuTlb::new();
+    /// let mmu = EmuMmu::new(&tlb);
+    /// unsafe { mmu.activate(awk_paging::PhyAddr::new(0x2000), Switch { asid: 1, flush_local: false, new_asid: true }) };
+    /// assert_eq!(mmu.root(), awk_paging::PhyAddr::new(0x2000));
+    /// ```
     #[must_use]
     pub fn root(&self) -> PhyAddr {
         self.root.get()
     }
 
     /// Local flushes done for rollovers.
+    ///
+    /// ```
+    /// let tlb = awk_paging::emu::EmuTlb::new();
+    /// assert_eq!(awk_paging::space::EmuMmu::new(&tlb).local_flushes(), 0);
+    /// ```
     #[must_use]
     pub fn local_flushes(&self) -> usize {
         self.local_flushes.get()

@@ -20,6 +20,11 @@ use crate::arch::Arch;
 use crate::{Flush, FrameAllocator, PageSize, PhysMem, ProtectError, Tlb, VirtAddr};
 
 /// What a leaf recorded before [`UserSpace::clear_accessed_dirty`] cleared it.
+///
+/// ```
+/// let clean = awk_paging::space::AccessedDirty { accessed: true, dirty: false };
+/// assert!(!clean.dirty);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccessedDirty {
     /// The page was accessed (always `true` for formats without the record).

@@ -31,6 +31,10 @@ const ASID_BITS: u32 = 16;
 const ASID_MASK: u64 = (1 << ASID_BITS) - 1;
 
 /// The most ASIDs any supported CPU has (AArch64 with 16-bit ASIDs).
+///
+/// ```
+/// assert_eq!(awk_paging::space::MAX_ASIDS, 65536);
+/// ```
 pub const MAX_ASIDS: usize = 1 << ASID_BITS;
 
 /// An address space's ASID and the generation it was allocated in (0: none yet). Kept by the
@@ -90,6 +94,11 @@ impl ContextId {
 
 /// What a CPU must do to run an address space: load its root with `asid`, after flushing its
 /// whole local TLB if `flush_local` (a rollover happened since this CPU last switched).
+///
+/// ```
+/// let s = awk_paging::space::Switch { asid: 5, flush_local: false, new_asid: false };
+/// assert!(!s.flush_local); // a live ASID: no flush
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Switch {
     /// The ASID to run with (never 0).
@@ -102,6 +111,13 @@ pub struct Switch {
 }
 
 /// What one CPU runs.
+///
+/// ```
+/// use awk_paging::space::{Active, Asids, ContextId};
+/// let mut asids = Asids::<1>::new(256).unwrap();
+/// let s = asids.switch_to(0, &ContextId::new(), awk_paging::PhyAddr::new(0x1000)).unwrap();
+/// assert_eq!(asids.active(0), Some(Active { root: awk_paging::PhyAddr::new(0x1000), asid: s.asid }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Active {
     /// The root table loaded for user space.
@@ -111,6 +127,13 @@ pub struct Active {
 }
 
 /// Why the allocator refused.
+///
+/// ```
+/// use awk_paging::space::{AsidError, Asids, ContextId};
+/// let mut asids = Asids::<1>::new(256).unwrap();
+/// let e = asids.switch_to(1, &ContextId::new(), awk_paging::PhyAddr::new(0x1000));
+/// assert_eq!(e.unwrap_err(), AsidError::NoSuchCpu);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AsidError {
     /// The ASID count is not a power of two in `2..=65536`, or leaves no free ASID after a

@@ -47,6 +47,12 @@ pub trait FrameRefs {
 }
 
 /// How a write fault was resolved.
+///
+/// ```
+/// use awk_paging::space::Resolved;
+/// let r = Resolved::MadeWritable { frame: awk_paging::PhyAddr::new(0x5000) };
+/// assert!(!matches!(r, Resolved::Copied { .. }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolved {
     /// The frame was shared: the page now maps a private copy `to` of `from`, writable
@@ -70,6 +76,10 @@ pub enum Resolved {
 }
 
 /// Why [`UserSpace::resolve_write_fault`] did not resolve a fault. Nothing changed.
+///
+/// ```
+/// assert_eq!(awk_paging::space::FaultError::OutOfMemory.to_string(), "out of memory for the copy");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultError {
     /// Nothing is mapped there (a genuine fault for the kernel to handle).
@@ -110,6 +120,12 @@ impl fmt::Display for FaultError {
 
 /// Why [`UserSpace::fork`] failed. Nothing changed in the parent; the child's tables were
 /// freed.
+///
+/// ```
+/// use awk_paging::space::ForkError;
+/// let e = ForkError::HugePage(awk_paging::VirtAddr::new(0x20_0000));
+/// assert!(e.to_string().contains("0x200000"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForkError {
     /// The format has no software bit.

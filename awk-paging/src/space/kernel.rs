@@ -100,7 +100,13 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
             // SAFETY: a frame the PhysMem reaches, not linked anywhere yet.
             unsafe { zero_table(pt.mem(), table, ptr) };
             pt.tlb().order_table_writes();
-            let slot = Slot::of(pt.mem(), root, i).ok_or(MapError::InvalidPageTable)?;
+            let Some(slot) = Slot::of(pt.mem(), root, i) else {
+                // SAFETY: never linked; then the space was never active nor shared.
+                unsafe { pt.frames_mut().deallocate_frame(table) };
+                // SAFETY: as above.
+                unsafe { pt.destroy() };
+                return Err(MapError::InvalidPageTable);
+            };
             slot.store(pt.mem(), 0, link(&pt, table));
         }
         pt.pin_top_tables();
@@ -133,29 +139,85 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
     }
 
     /// What user spaces share with this space.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// assert_eq!(k.half().root(), k.root());
+    /// assert_eq!(k.half().entries(), 256..512);
+    /// ```
     #[must_use]
     pub fn half(&self) -> KernelHalf {
         self.half
     }
 
     /// The kernel's tables, for reading (translate, dumps).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// assert!(k.table().translate(va).is_err());
+    /// ```
     #[must_use]
     pub fn table(&self) -> &PageTable<A, M, F, T> {
         &self.pt
     }
 
     /// The root (what goes into the kernel's CR3 / `TTBR1_EL1`).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// assert_eq!(k.root(), k.table().root());
+    /// ```
     #[must_use]
     pub fn root(&self) -> PhyAddr {
         self.pt.root()
     }
 
     /// An empty [`Gather`] for this space.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// let g = k.gather();
+    /// assert!(g.is_empty());
+    /// k.finish(g).unwrap();
+    /// ```
     pub fn gather(&self) -> Gather {
         self.pt.gather()
     }
 
     /// [`PageTable::finish`] on this space.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// let mut g = k.gather();
+    /// unsafe { k.map_range(va, PhyAddr::new(0x5000), 0x1000, Flags::RO, RangeOptions::default(), &mut g) }.unwrap();
+    /// k.finish(g).unwrap();
+    /// assert!(k.table().translate(va).unwrap().attrs.global);
+    /// ```
     #[allow(clippy::result_large_err)]
     pub fn finish(&mut self, gather: Gather) -> Result<(), Gather> {
         self.pt.finish(gather)
@@ -194,6 +256,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
     /// # Safety
     ///
     /// As [`PageTable::map_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// let mut g = k.gather();
+    /// let user = awk_paging::Attrs { user: true, ..awk_paging::Attrs::from(Flags::RO) };
+    /// let e = unsafe { k.map_range(va, PhyAddr::new(0x5000), 0x1000, user, RangeOptions::default(), &mut g) };
+    /// assert_eq!(e.unwrap_err(), awk_paging::space::EditError::WrongPrivilege);
+    /// k.finish(g).unwrap();
+    /// ```
     pub unsafe fn map_range(
         &mut self,
         va: VirtAddr,
@@ -214,6 +290,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
     /// # Safety
     ///
     /// As [`PageTable::unmap_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// let mut g = k.gather();
+    /// unsafe { k.map_range(va, PhyAddr::new(0x5000), 0x1000, Flags::RO, RangeOptions::default(), &mut g) }.unwrap();
+    /// unsafe { k.unmap_range(va, 0x1000, &mut g, |_| {}) }.unwrap();
+    /// k.finish(g).unwrap();
+    /// assert_eq!(mem.frames_in_use(), 257);
+    /// ```
     pub unsafe fn unmap_range(
         &mut self,
         va: VirtAddr,
@@ -232,6 +322,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
     /// # Safety
     ///
     /// As [`PageTable::drop_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// let mut g = k.gather();
+    /// unsafe { k.map_range(va, PhyAddr::new(0x5000), 0x1000, Flags::RO, RangeOptions::default(), &mut g) }.unwrap();
+    /// unsafe { k.drop_range(va, 1 << 39, &mut g) }.unwrap();
+    /// k.finish(g).unwrap();
+    /// assert_eq!(mem.frames_in_use(), 257); // the root's tables stay
+    /// ```
     pub unsafe fn drop_range(
         &mut self,
         va: VirtAddr,
@@ -248,6 +352,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
     /// # Safety
     ///
     /// As [`PageTable::protect_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// let mut g = k.gather();
+    /// unsafe { k.map_range(va, PhyAddr::new(0x5000), 0x1000, Flags::RW, RangeOptions::default(), &mut g) }.unwrap();
+    /// unsafe { k.protect_range(va, 0x1000, Flags::RO, &mut g) }.unwrap();
+    /// k.finish(g).unwrap();
+    /// assert!(!k.table().translate(va).unwrap().attrs.flags.write);
+    /// ```
     pub unsafe fn protect_range(
         &mut self,
         va: VirtAddr,
@@ -266,6 +384,17 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> KernelSpace<A, M, F
     ///
     /// No user space linking its half may be in use or destroyed later (destroy them first),
     /// and the tables must not be active on any CPU.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::KernelSpace;
+    /// # use awk_paging::{Flags, NoTlb, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// let mut k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let va = VirtAddr::new(0xffff_8000_0000_0000);
+    /// unsafe { k.destroy() };
+    /// assert_eq!(mem.frames_in_use(), 0);
+    /// ```
     pub unsafe fn destroy(self) -> F {
         // SAFETY: forwarded.
         unsafe { self.pt.destroy() }

@@ -101,6 +101,10 @@ pub struct KernelHalf {
 
 impl KernelHalf {
     /// Nothing shared (split roots: the kernel has a root register of its own).
+    ///
+    /// ```
+    /// assert!(awk_paging::space::KernelHalf::NONE.entries().is_empty());
+    /// ```
     pub const NONE: KernelHalf = KernelHalf {
         root: PhyAddr::ZERO,
         first: ENTRIES,
@@ -243,6 +247,13 @@ pub struct SpaceTlb<'c, C> {
 impl<'c, C: Tlb> SpaceTlb<'c, C> {
     /// The hook of the space with id `id`, invalidating through `cpu` (which must implement
     /// the per-ASID methods of [`Tlb`]; their defaults flush more, which is correct but slow).
+    ///
+    /// ```
+    /// use awk_paging::space::{ContextId, SpaceTlb};
+    /// static ID: ContextId = ContextId::new();
+    /// let hook = SpaceTlb::new(awk_paging::NoTlb, &ID);
+    /// assert!(core::ptr::eq(hook.id(), &ID));
+    /// ```
     #[must_use]
     pub const fn new(cpu: C, id: &'c ContextId) -> Self {
         SpaceTlb { cpu, id }

@@ -8,6 +8,12 @@ use crate::table::entry::Slot;
 use crate::{Mapping, PageSize, PhyAddr, PhysMem, VirtAddr, ENTRIES};
 
 /// What [`walk_roots`] found.
+///
+/// ```
+/// use awk_paging::space::Walked;
+/// let w = Walked::Shared { root: 1, va: awk_paging::VirtAddr::new(0), level: 3, table: awk_paging::PhyAddr::new(0x1000), first: 0 };
+/// assert!(matches!(w, Walked::Shared { first: 0, .. }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Walked {
     /// A mapping of root `root` (index into the roots given) under tables not reached by an

@@ -96,12 +96,34 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     }
 
     /// The root (what goes into CR3 / `TTBR0_EL1`).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// assert_ne!(u.root(), k.root());
+    /// ```
     #[must_use]
     pub fn root(&self) -> PhyAddr {
         self.pt.root()
     }
 
     /// This space's TLB hook.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// assert_eq!(*u.tlb(), NoTlb);
+    /// ```
     #[must_use]
     pub fn tlb(&self) -> &T {
         self.pt.tlb()
@@ -109,11 +131,36 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
 
     /// Calls `f` for every mapping of this space, the kernel half's included
     /// ([`PageTable::for_each_mapping`]).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, rw) }.unwrap().flush();
+    /// let mut n = 0;
+    /// u.for_each_mapping(|_| n += 1);
+    /// assert_eq!(n, 1);
+    /// ```
     pub fn for_each_mapping(&self, f: impl FnMut(crate::Mapping)) {
         self.pt.for_each_mapping(f);
     }
 
     /// What this space shares with the kernel.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// assert_eq!(u.half(), k.half());
+    /// ```
     #[must_use]
     pub fn half(&self) -> KernelHalf {
         self.half
@@ -123,6 +170,19 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// saying whether user code may access the page. Kernel-half addresses are translated
     /// through the kernel's tables without keeping them in this space's walk cache (the kernel
     /// may free them).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, rw) }.unwrap().flush();
+    /// let t = u.translate(va).unwrap();
+    /// assert!(t.attrs.user && t.attrs.flags.write);
+    /// ```
     pub fn translate(&self, va: VirtAddr) -> Result<Translation, TranslateError> {
         let t = self.pt.translate(va);
         self.forget_kernel_walk(va);
@@ -130,6 +190,18 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     }
 
     /// [`PageTable::raw_entry`], as [`translate`](Self::translate) walks.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, rw) }.unwrap().flush();
+    /// assert_eq!(u.raw_entry(va).unwrap().0, 0);
+    /// ```
     pub fn raw_entry(&self, va: VirtAddr) -> Result<(u8, u64), TranslateError> {
         let r = self.pt.raw_entry(va);
         self.forget_kernel_walk(va);
@@ -181,6 +253,19 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// # Safety
     ///
     /// As [`PageTable::map`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, rw) }.unwrap().flush();
+    /// let kernel_only = unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, Flags::RW) };
+    /// assert_eq!(kernel_only.unwrap_err(), awk_paging::space::EditError::WrongPrivilege);
+    /// ```
     pub unsafe fn map(
         &mut self,
         va: VirtAddr,
@@ -200,6 +285,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// # Safety
     ///
     /// As [`PageTable::unmap`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, rw) }.unwrap().flush();
+    /// let (gone, flush) = unsafe { u.unmap(va, PageSize::Size4K) }.unwrap();
+    /// flush.flush();
+    /// assert_eq!(gone.frame, PhyAddr::new(0x5000));
+    /// ```
     pub unsafe fn unmap(
         &mut self,
         va: VirtAddr,
@@ -211,11 +310,36 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     }
 
     /// An empty [`Gather`] for this space.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// let g = u.gather();
+    /// u.finish(g).unwrap();
+    /// ```
     pub fn gather(&self) -> Gather {
         self.pt.gather()
     }
 
     /// [`PageTable::finish`] on this space.
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// let mut g = u.gather();
+    /// unsafe { u.map_range(va, PhyAddr::new(0x5000), 0x2000, rw, RangeOptions::default(), &mut g) }.unwrap();
+    /// u.finish(g).unwrap();
+    /// ```
     #[allow(clippy::result_large_err)]
     pub fn finish(&mut self, gather: Gather) -> Result<(), Gather> {
         self.pt.finish(gather)
@@ -226,6 +350,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// # Safety
     ///
     /// As [`PageTable::map_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// let mut g = u.gather();
+    /// unsafe { u.map_range(va, PhyAddr::new(0x5000), 0x2000, rw, RangeOptions::default(), &mut g) }.unwrap();
+    /// u.finish(g).unwrap();
+    /// assert!(u.translate(VirtAddr::new(0x40_1000)).is_ok());
+    /// ```
     pub unsafe fn map_range(
         &mut self,
         va: VirtAddr,
@@ -248,6 +386,22 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// # Safety
     ///
     /// As [`PageTable::unmap_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// let before = mem.frames_in_use();
+    /// let mut g = u.gather();
+    /// unsafe { u.map_range(va, PhyAddr::new(0x5000), 0x2000, rw, RangeOptions::default(), &mut g) }.unwrap();
+    /// unsafe { u.unmap_range(va, 0x2000, &mut g, |_| {}) }.unwrap();
+    /// u.finish(g).unwrap();
+    /// assert_eq!(mem.frames_in_use(), before); // emptied tables reclaimed
+    /// ```
     pub unsafe fn unmap_range(
         &mut self,
         va: VirtAddr,
@@ -267,6 +421,22 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// # Safety
     ///
     /// As [`PageTable::protect_range`].
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// let mut g = u.gather();
+    /// unsafe { u.map_range(va, PhyAddr::new(0x5000), 0x1000, rw, RangeOptions::default(), &mut g) }.unwrap();
+    /// let ro = Attrs { user: true, ..Attrs::from(Flags::RO) };
+    /// unsafe { u.protect_range(va, 0x1000, ro, &mut g) }.unwrap();
+    /// u.finish(g).unwrap();
+    /// assert!(!u.translate(va).unwrap().attrs.flags.write);
+    /// ```
     pub unsafe fn protect_range(
         &mut self,
         va: VirtAddr,
@@ -291,6 +461,17 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// Called on CPU `cpu` itself, under the lock that guards `asids`; `id` is this space's own
     /// [`ContextId`] (the one its [`SpaceTlb`](super::SpaceTlb) reads); the space outlives its
     /// activation (switch away before dropping or destroying it).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory, EmuTlb};
+    /// # use awk_paging::space::{Asids, ContextId, EmuMmu, KernelHalf, SpaceTlb, UserSpace};
+    /// let (mem, cpu, id) = (EmuMemory::new(4), EmuTlb::new(), ContextId::new());
+    /// let u = UserSpace::new(EmuArch::default(), &mem, &mem, SpaceTlb::new(&cpu, &id), KernelHalf::NONE).unwrap();
+    /// let mut asids = Asids::<1>::new(256).unwrap();
+    /// let s = unsafe { u.activate(&mut asids, 0, &id, &EmuMmu::new(&cpu)) }.unwrap();
+    /// assert_eq!((Some(s.asid), cpu.current_asid()), (id.asid(), s.asid));
+    /// assert_eq!(asids.active(0).unwrap().root, u.root());
+    /// ```
     pub unsafe fn activate<const CPUS: usize, X: Activate>(
         &self,
         asids: &mut Asids<CPUS>,
@@ -312,6 +493,20 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
     /// # Safety
     ///
     /// The space is not active on any CPU ([`Asids::is_active`] is false for its id).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::space::{KernelSpace, UserSpace};
+    /// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+    /// # let mem = EmuMemory::new(300);
+    /// # let k = KernelSpace::new_shared(EmuArch::default(), &mem, &mem, NoTlb, 256).unwrap();
+    /// let mut u = UserSpace::new(EmuArch::default(), &mem, &mem, NoTlb, k.half()).unwrap();
+    /// let (va, rw) = (VirtAddr::new(0x40_0000), Attrs { user: true, ..Attrs::from(Flags::RW) });
+    /// let before = mem.frames_in_use();
+    /// unsafe { u.map(va, PhyAddr::new(0x5000), PageSize::Size4K, rw) }.unwrap().flush();
+    /// unsafe { u.destroy() };
+    /// assert_eq!(mem.frames_in_use(), before - 1); // its root and tables; the kernel's stay
+    /// ```
     pub unsafe fn destroy(self) -> F {
         // SAFETY: inactive (caller): the root is edited like any unpublished table.
         unsafe { Self::unlink_half(&self.pt, self.half, usize::MAX) };
