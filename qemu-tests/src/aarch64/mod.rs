@@ -8,6 +8,7 @@ pub mod exceptions;
 pub mod fdt;
 pub mod probe;
 pub mod selftest;
+pub mod smp;
 pub mod spaces;
 pub mod user;
 

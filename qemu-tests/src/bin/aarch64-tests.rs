@@ -481,6 +481,7 @@ const LIVE: &[Test] = &[
 #[no_mangle]
 extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     init();
+    qemu_tests::aarch64::smp::set_boot_el(boot_el);
     let mut out = Pl011;
     let _ = writeln!(
         out,
@@ -508,6 +509,8 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
         &mut summary,
     );
     harness::run(&mut out, "", selftest::TESTS, &mut summary);
+    // Last: the secondary CPUs stay parked afterwards.
+    harness::run(&mut out, "", qemu_tests::aarch64::smp::TESTS, &mut summary);
     harness::print_summary(&mut out, summary);
     exit(if summary.failed == 0 {
         EXIT_SUCCESS
