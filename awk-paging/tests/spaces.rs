@@ -834,3 +834,64 @@ fn multi_root_walk_reports_shared_kernel_tables_once() {
         .all(|&(root, first, level, va)| root == 1 && first == 0 && level == 3 && va >= KVA));
     assert_eq!(shared[0].3, KVA);
 }
+
+/// Protecting a copy-on-write page keeps its mark (read-only stays copy-on-write), and making
+/// it writable through `protect_range` is refused: only the fault helper may.
+#[test]
+fn protect_keeps_copy_on_write_and_refuses_to_make_it_writable() {
+    let mem = EmuMemory::new(1024);
+    let cpu = EmuTlb::new();
+    let k = kernel(&mem, &cpu);
+    let (ip, ic) = (ContextId::new(), ContextId::new());
+    let mut parent = user(&mem, &cpu, &k, &ip);
+    let data = mem.allocate_data_frame().unwrap();
+    map_user(&mut parent, UVA, data, user_rw());
+    map_user(
+        &mut parent,
+        UVA + 0x1000,
+        mem.allocate_data_frame().unwrap(),
+        user_rw(),
+    );
+    let mut refs = Refs::default();
+    let _child = unsafe { parent.fork(&mem, SpaceTlb::new(&cpu, &ic), &mut refs) }.unwrap();
+    let va = VirtAddr::new(UVA);
+    let mut g = parent.gather();
+    let ro_exec = Attrs {
+        user: true,
+        ..Attrs::from(Flags::RX)
+    };
+    unsafe { parent.protect_range(va, 0x1000, ro_exec, &mut g) }.unwrap();
+    parent.finish(g).unwrap();
+    assert!(
+        parent.is_copy_on_write(va),
+        "the mark survives a permission change"
+    );
+    assert!(parent.translate(va).unwrap().attrs.flags.execute);
+    let before = raw(&parent, UVA);
+    let mut g = parent.gather();
+    let e = unsafe { parent.protect_range(va, 0x2000, user_rw(), &mut g) };
+    assert_eq!(e.unwrap_err(), EditError::CopyOnWrite(va));
+    parent.finish(g).unwrap();
+    assert_eq!(raw(&parent, UVA), before, "nothing changed");
+    let mut frames = &mem;
+    // Executable and copy-on-write: a writable copy would break W^X.
+    let e = unsafe { parent.resolve_write_fault(va, &mut refs, &mut frames) };
+    assert_eq!(
+        e,
+        Err(FaultError::InvalidFlags(FlagsError::WritableAndExecutable))
+    );
+    assert_eq!(raw(&parent, UVA), before, "nothing changed");
+    let mut g = parent.gather();
+    unsafe { parent.protect_range(va, 0x1000, user_ro(), &mut g) }.unwrap();
+    parent.finish(g).unwrap();
+    assert!(parent.is_copy_on_write(va));
+    let r = unsafe { parent.resolve_write_fault(va, &mut refs, &mut frames) };
+    assert!(matches!(r, Ok(Resolved::Copied { .. })), "{r:?}");
+    let mut g = parent.gather();
+    unsafe { parent.protect_range(va, 0x1000, user_ro(), &mut g) }.unwrap();
+    parent.finish(g).unwrap();
+    assert!(
+        !parent.is_copy_on_write(va),
+        "a resolved page is an ordinary page"
+    );
+}

@@ -191,6 +191,9 @@ pub enum EditError<E> {
     WrongPrivilege,
     /// The zero frame may only be mapped read-only.
     WritableZeroFrame,
+    /// The range holds a copy-on-write page (this one): it becomes writable only through the
+    /// write-fault helper.
+    CopyOnWrite(VirtAddr),
     /// The operation itself failed.
     Op(E),
 }
@@ -209,6 +212,11 @@ impl<E: fmt::Display> fmt::Display for EditError<E> {
             EditError::WritableZeroFrame => {
                 f.write_str("the zero frame can only be mapped read-only")
             }
+            EditError::CopyOnWrite(va) => write!(
+                f,
+                "copy-on-write page at {:#x}: resolve its write fault instead",
+                va.as_u64()
+            ),
             EditError::Op(e) => e.fmt(f),
         }
     }

@@ -414,9 +414,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
         Ok(unsafe { self.pt.unmap_range(va, len, gather, f) }?)
     }
 
-    /// [`PageTable::protect_range`] in the user half, user attributes only. Rewriting a
-    /// copy-on-write page's entry ends its copy-on-write state (the mark is not kept): protect
-    /// such pages read-only, or resolve them first.
+    /// [`PageTable::protect_range`] in the user half, user attributes only. Copy-on-write
+    /// pages keep their mark; making one writable is refused
+    /// ([`EditError::CopyOnWrite`], nothing changed): a shared frame becomes writable only
+    /// through [`resolve_write_fault`](Self::resolve_write_fault).
     ///
     /// # Safety
     ///
@@ -448,6 +449,24 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> UserSpace<A, M, F, 
         self.check_range(va, len)?;
         if !attrs.user {
             return Err(EditError::WrongPrivilege);
+        }
+        let bit = self.pt.arch().software_bit();
+        if attrs.flags.write && bit != 0 {
+            let end = va.as_u64().saturating_add(len);
+            let mut cow = None;
+            self.pt.for_each_mapping(|m| {
+                let inside = m.page.as_u64() < end
+                    && m.page.as_u64().saturating_add(m.size.bytes()) > va.as_u64();
+                if cow.is_none() && inside && self.check_range::<()>(m.page, 1).is_ok() {
+                    let raw = self.pt.raw_entry(m.page).map_or(0, |(_, r)| r);
+                    if raw & bit != 0 {
+                        cow = Some(m.page);
+                    }
+                }
+            });
+            if let Some(at) = cow {
+                return Err(EditError::CopyOnWrite(at));
+            }
         }
         // SAFETY: forwarded.
         Ok(unsafe { self.pt.protect_range(va, len, attrs, gather) }?)

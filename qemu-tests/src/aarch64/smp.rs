@@ -135,7 +135,12 @@ fn start() -> usize {
     };
     let mut started = 0;
     for cpu in 1..CPUS {
-        if cpu_on(cpu as u64, smp_secondary_entry as *const () as u64, cpu as u64) == 0 {
+        if cpu_on(
+            cpu as u64,
+            smp_secondary_entry as *const () as u64,
+            cpu as u64,
+        ) == 0
+        {
             started += 1;
         }
     }
