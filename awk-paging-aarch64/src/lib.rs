@@ -15,6 +15,8 @@
 //! - [`mmu`]: turning the MMU on as a [`mmu::Plan`] (MAIR, TCR, TTBR0/TTBR1, TLB invalidation,
 //!   a complete SCTLR_EL1 value), computed from the CPU's ID fields.
 //! - [`cache`]: clean and invalidate to the point of coherency, for memory-type changes.
+//! - [`space`]: process address spaces — `TTBR0_EL1` with the ASID, the rollover's local flush,
+//!   as sequences for [`awk_paging::space`].
 //! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table, whose
 //!   lock masks interrupts with [`AArch64Irq`] and refuses re-entry instead of deadlocking.
 //!
@@ -66,6 +68,7 @@ pub mod maint;
 pub mod mair;
 mod mapper;
 pub mod mmu;
+pub mod space;
 mod tlb;
 
 pub use arch::{Half, VaSize, A64};
