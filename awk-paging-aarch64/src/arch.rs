@@ -377,6 +377,13 @@ unsafe impl Arch for A64 {
         })
     }
 
+    /// Bit 55, the first of the software bits 58:55 of block and page descriptors (Arm ARM
+    /// D8.3 "Translation table descriptor formats": ignored by the hardware).
+    #[inline(always)]
+    fn software_bit(&self) -> u64 {
+        1 << 55
+    }
+
     #[inline]
     fn accessed_dirty(&self, raw: u64, _level: u8) -> (bool, bool) {
         // AF as recorded; no hardware dirty-state management (DBM) in this regime.

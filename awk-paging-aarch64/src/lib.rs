@@ -15,6 +15,8 @@
 //! - [`mmu`]: turning the MMU on as a [`mmu::Plan`] (MAIR, TCR, TTBR0/TTBR1, TLB invalidation,
 //!   a complete SCTLR_EL1 value), computed from the CPU's ID fields.
 //! - [`cache`]: clean and invalidate to the point of coherency, for memory-type changes.
+//! - [`space`]: process address spaces — `TTBR0_EL1` with the ASID, the rollover's local flush,
+//!   as sequences for [`awk_paging::space`].
 //! - [`AArch64`]: the seed static [`Mapper`](awk_paging::Mapper) over one global table, whose
 //!   lock masks interrupts with [`AArch64Irq`] and refuses re-entry instead of deadlocking.
 //!
@@ -61,13 +63,16 @@
 mod arch;
 pub mod cache;
 pub mod descriptor;
+mod inspect;
 pub mod maint;
 pub mod mair;
 mod mapper;
 pub mod mmu;
+pub mod space;
 mod tlb;
 
 pub use arch::{Half, VaSize, A64};
+pub use inspect::{mair_memory_type, ForeignMair};
 pub use mapper::{AArch64, AArch64Irq, KernelTable, MairInitError};
 pub use tlb::{TlbBatch, TlbEl1, TlbSequence};
 

@@ -24,6 +24,7 @@ pub type TlbBatch = Sequence<{ FULL_FLUSH_THRESHOLD + 3 }>;
 /// | `flush_all()` | `dsb ishst; tlbi aside1is, a<<48; dsb ish; isb` | `dsb ishst; tlbi vmalle1is; dsb ish; isb` |
 /// | `publish()` | `dsb ishst; isb` | same |
 /// | `order_table_writes()` | `dmb ishst` | same |
+/// | `flush_page_asid(va, b)` / `flush_leaf_asid` / `flush_asid(b)` | as with `Some(b)` | as with `Some(b)` |
 ///
 /// Why each part (Arm ARM D8.13.x, "Ordering and completion of TLB maintenance instructions"):
 /// the leading `dsb ishst` makes the table writes visible to every walker before the
@@ -249,6 +250,21 @@ impl awk_paging::Tlb for TlbEl1 {
     #[inline]
     fn publish(&self) {
         run(self.publish_ops())
+    }
+
+    #[inline]
+    fn flush_page_asid(&self, va: VirtAddr, asid: u16) {
+        run(TlbEl1 { asid: Some(asid) }.flush_page_ops(va))
+    }
+
+    #[inline]
+    fn flush_leaf_asid(&self, va: VirtAddr, asid: u16) {
+        run(TlbEl1 { asid: Some(asid) }.flush_leaf_ops(va))
+    }
+
+    #[inline]
+    fn flush_asid(&self, asid: u16) {
+        run(TlbEl1 { asid: Some(asid) }.flush_all_ops())
     }
 
     #[inline]

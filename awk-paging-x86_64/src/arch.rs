@@ -265,6 +265,32 @@ unsafe impl Arch for X86_64 {
         new | (old & (F::ACCESSED | F::DIRTY).bits())
     }
 
+    /// Accessed (bit 5) and Dirty (bit 6), which the processor sets in leaves (SDM Vol. 3A
+    /// §4.8).
+    #[inline]
+    fn clear_accessed_dirty(
+        &self,
+        raw: u64,
+        _level: u8,
+        accessed: bool,
+        dirty: bool,
+    ) -> Option<u64> {
+        let mut f = F::from_bits_retain(raw);
+        if accessed {
+            f -= F::ACCESSED;
+        }
+        if dirty {
+            f -= F::DIRTY;
+        }
+        Some(f.bits())
+    }
+
+    /// Bit 9: ignored by the processor in every leaf (SDM Vol. 3A tables 4-18 to 4-20).
+    #[inline(always)]
+    fn software_bit(&self) -> u64 {
+        F::BIT_9.bits()
+    }
+
     #[inline]
     fn accessed_dirty(&self, raw: u64, _level: u8) -> (bool, bool) {
         let f = F::from_bits_retain(raw);

@@ -16,6 +16,8 @@
 //!   impl and the interpreter ([`maint::execute`]) exist on bare-metal x86_64
 //!   (`target_os = "none"`) only (rustdoc shows them on every target).
 //! - [`cache`]: `clflush` over a range, for memory-type changes.
+//! - [`space`]: process address spaces — CR3 with PCIDs, per-PCID `invpcid` (or its fallbacks),
+//!   as ops for [`awk_paging::space`].
 //!
 //! The shared walker (not the `x86_64` crate's `Mapper`) edits the tables, because it gives
 //! transactional rollback on out-of-memory, precise per-operation errors and no double walks;
@@ -63,10 +65,12 @@
 
 mod arch;
 pub mod cache;
+mod inspect;
 mod interop;
 pub mod maint;
 pub use interop::{from_offset_page_table, with_offset_page_table};
 mod mapper;
+pub mod space;
 mod tlb;
 
 pub use arch::X86_64;

@@ -42,6 +42,44 @@ pub enum Op {
     Clflush(u64),
     /// `mfence`: orders and completes prior loads, stores and `clflush`es before later ones.
     Mfence,
+    /// `mov cr3, value`: loads a root (bits 51:12), with CR4.PCIDE its PCID (bits 11:0) and
+    /// bit 63 (no flush: keep the PCID's cached entries); without bit 63, or without PCIDE,
+    /// the (current) PCID's non-global entries and paging-structure caches are invalidated
+    /// (SDM Vol. 3A §4.10.4.1, "MOV to CR3").
+    WriteCr3(u64),
+    /// `invpcid` with descriptor `{pcid, va}` (SDM Vol. 2A "INVPCID"; needs
+    /// CPUID.(EAX=07H,ECX=0):EBX.INVPCID\[bit 10\]).
+    Invpcid(InvpcidKind, u16, u64),
+}
+
+/// The four INVPCID invalidation types (SDM Vol. 2A "INVPCID", the type operand).
+///
+/// ```
+/// use awk_paging_x86_64::maint::InvpcidKind;
+/// assert_eq!(InvpcidKind::SingleContext as u64, 1);
+/// assert!(!InvpcidKind::IndividualAddress.drops_global());
+/// assert!(InvpcidKind::AllIncludingGlobal.drops_global());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub enum InvpcidKind {
+    /// Type 0: the one address in the one PCID, global translations excepted.
+    IndividualAddress = 0,
+    /// Type 1: every non-global translation of the one PCID (and its paging-structure
+    /// caches).
+    SingleContext = 1,
+    /// Type 2: every translation of every PCID, global ones included.
+    AllIncludingGlobal = 2,
+    /// Type 3: every non-global translation of every PCID.
+    AllNonGlobal = 3,
+}
+
+impl InvpcidKind {
+    /// Whether this type drops global translations.
+    #[must_use]
+    pub const fn drops_global(self) -> bool {
+        matches!(self, InvpcidKind::AllIncludingGlobal)
+    }
 }
 
 impl fmt::Display for Op {
@@ -53,6 +91,10 @@ impl fmt::Display for Op {
             Op::CompilerFence => f.write_str("compiler fence"),
             Op::Clflush(a) => write!(f, "clflush [{a:#x}]"),
             Op::Mfence => f.write_str("mfence"),
+            Op::WriteCr3(v) => write!(f, "mov cr3, {v:#x}"),
+            Op::Invpcid(k, pcid, va) => {
+                write!(f, "invpcid {}, {{pcid {pcid:#x}, va {va:#x}}}", k as u64)
+            }
         }
     }
 }
@@ -179,6 +221,9 @@ impl<const N: usize> fmt::Display for Sequence<N> {
 /// - [`Op::Clflush`]: the address must be mapped, or the instruction faults.
 /// - [`Op::ToggleCr4Pge`], [`Op::ReloadCr3`]: the CPU runs in ring 0 and CR3 holds valid tables
 ///   (they are written back unchanged, apart from the PGE flip).
+/// - [`Op::WriteCr3`]: ring 0, the value's root is a valid PML4 mapping the running code (and
+///   its stack and data) as the current one does; PCID bits only with CR4.PCIDE.
+/// - [`Op::Invpcid`]: ring 0, a CPU with INVPCID (else `#UD`), a PCID below 4096.
 /// - The others have no memory-safety requirements.
 ///
 /// ```no_run
@@ -218,6 +263,16 @@ pub unsafe fn execute(op: Op) {
             Op::CompilerFence => core::sync::atomic::fence(core::sync::atomic::Ordering::Release),
             Op::Clflush(a) => asm!("clflush [{}]", in(reg) a, options(nostack, preserves_flags)),
             Op::Mfence => asm!("mfence", options(nostack, preserves_flags)),
+            Op::WriteCr3(v) => asm!("mov cr3, {}", in(reg) v, options(nostack, preserves_flags)),
+            Op::Invpcid(kind, pcid, va) => {
+                let desc: [u64; 2] = [u64::from(pcid), va];
+                asm!(
+                    "invpcid {}, [{}]",
+                    in(reg) kind as u64,
+                    in(reg) desc.as_ptr(),
+                    options(nostack, preserves_flags, readonly)
+                )
+            }
         }
     }
 }

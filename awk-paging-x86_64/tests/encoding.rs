@@ -81,6 +81,12 @@ fn user_global_and_huge_bits() {
     let mem = EmuMemory::new(64);
     let regime = X86_64::new().with_1g_pages(true);
     let mut pt = PageTable::new(regime, unsafe { mem.offset_mapping() }, &mem, NoTlb).unwrap();
+    // The user + global case is refused by the default policy (FlagsError::GlobalUser); its
+    // encoding is what this test checks.
+    pt.set_policy(awk_paging::Policy {
+        allow_global_user: true,
+        ..awk_paging::Policy::default()
+    });
     let cases: [(u64, PageSize, Attrs, u64); 4] = [
         (
             0x1000_0000,

@@ -228,6 +228,29 @@ pub unsafe trait Arch: Copy {
         (true, true)
     }
 
+    /// `raw` (a leaf at `level`) with its access record cleared if `accessed` and its dirty
+    /// record cleared if `dirty`, or `None` if the format keeps neither (nothing to harvest:
+    /// [`accessed_dirty`](Self::accessed_dirty) answers conservatively). Default: `None`.
+    #[inline]
+    fn clear_accessed_dirty(
+        &self,
+        _raw: u64,
+        _level: u8,
+        _accessed: bool,
+        _dirty: bool,
+    ) -> Option<u64> {
+        None
+    }
+
+    /// A bit of leaf entries (at every level) that the hardware ignores and leaves to
+    /// software, used by [`space`](crate::space) to mark copy-on-write pages (x86: bit 9;
+    /// AArch64: bit 55, the first of the software bits 58:55). `0`: the format has none, and
+    /// copy-on-write is refused. Default: `0`.
+    #[inline]
+    fn software_bit(&self) -> u64 {
+        0
+    }
+
     /// A leaf entry at `level` mapping `pa` with `attrs` (already validated by
     /// [`Attrs::validate`]).
     fn leaf_entry(&self, pa: PhyAddr, level: u8, attrs: Attrs) -> u64;

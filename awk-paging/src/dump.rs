@@ -1,9 +1,13 @@
 //! A ptdump-style listing: mappings merged into runs (contiguous virtual *and* physical
-//! addresses, same page size and attributes), one line per run.
+//! addresses, same page size and attributes), one line per run; and the W+X [`audit`] of a
+//! live table. Both read through the one read-only walker of [`crate::inspect`], which also
+//! gives the richer ptdump (access per privilege level, level, findings) with
+//! [`PageTable::inspect`].
 
 use core::fmt::{self, Write};
 
 use crate::arch::Arch;
+use crate::inspect::{Audit, Classify, Finding};
 use crate::{Attrs, FrameAllocator, Mapping, PageTable, PhysMem, Tlb};
 
 /// One run of mappings.
@@ -123,4 +127,29 @@ pub fn write<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
         }
     });
     result
+}
+
+/// The W+X audit of a live table: calls `f` with every finding (writable and executable
+/// regions, executable device memory, user memory the kernel may execute, malformed entries,
+/// unreachable tables) and returns the totals. See [`crate::inspect::ForeignTable::audit`].
+///
+/// ```
+/// # use awk_paging::emu::{EmuArch, EmuMemory};
+/// # use awk_paging::{Attrs, Flags, NoTlb, PageSize, PageTable, PhyAddr, Policy, VirtAddr};
+/// let mem = EmuMemory::new(8);
+/// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+/// pt.set_policy(Policy { allow_write_execute: true });
+/// let rwx = Flags { write: true, execute: true, ..Flags::RO };
+/// unsafe { pt.map(VirtAddr::new(0x1000), PhyAddr::new(0x8000), PageSize::Size4K, rwx) }.unwrap().flush();
+/// let mut found = 0;
+/// let audit = awk_paging::dump::audit(&pt, |_| found += 1);
+/// assert_eq!((audit.write_exec.count, found), (1, 1));
+/// ```
+pub fn audit<A: Classify, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+    table: &PageTable<A, M, F, T>,
+    f: impl FnMut(&Finding),
+) -> Audit {
+    // Unlimited budget, a visitor that never stops and a range the regime translates: the
+    // walk cannot end early.
+    table.inspect().audit(f).unwrap_or_default()
 }

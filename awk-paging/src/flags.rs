@@ -22,6 +22,10 @@
 //!   MMIO has side effects). [`FlagsError::ExecutableDevice`].
 //! - `write && execute` unless the page table's [`Policy`] allows it (W^X).
 //!   [`FlagsError::WritableAndExecutable`].
+//! - `user && global` unless the [`Policy`] allows it: a global entry is not tagged with an
+//!   address-space id and survives a switch to another address space (x86 G with CR4.PGE,
+//!   AArch64 nG = 0), so another process would see the page through a stale TLB entry.
+//!   [`FlagsError::GlobalUser`].
 
 /// The seed API's mapping flags. Every mapped page is readable.
 ///
@@ -236,7 +240,10 @@ impl Attrs {
     /// use awk_paging::{Attrs, Flags, FlagsError, Policy};
     /// let wx = Attrs::from(Flags { write: true, execute: true, ..Flags::RO });
     /// assert_eq!(wx.validate(Policy::default()), Err(FlagsError::WritableAndExecutable));
-    /// assert_eq!(wx.validate(Policy { allow_write_execute: true }), Ok(()));
+    /// assert_eq!(wx.validate(Policy { allow_write_execute: true, ..Policy::default() }), Ok(()));
+    /// let gu = Attrs { user: true, global: true, ..Attrs::from(Flags::RO) };
+    /// assert_eq!(gu.validate(Policy::default()), Err(FlagsError::GlobalUser));
+    /// assert_eq!(gu.validate(Policy { allow_global_user: true, ..Policy::default() }), Ok(()));
     /// ```
     #[inline]
     pub const fn validate(self, policy: Policy) -> Result<(), FlagsError> {
@@ -245,6 +252,8 @@ impl Attrs {
             Err(FlagsError::ExecutableDevice)
         } else if f.write && f.execute && !policy.allow_write_execute {
             Err(FlagsError::WritableAndExecutable)
+        } else if self.user && self.global && !policy.allow_global_user {
+            Err(FlagsError::GlobalUser)
         } else {
             Ok(())
         }
@@ -255,12 +264,15 @@ impl Attrs {
 ///
 /// ```
 /// let strict = awk_paging::Policy::default();
-/// assert!(!strict.allow_write_execute);
+/// assert!(!strict.allow_write_execute && !strict.allow_global_user);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Accept writable+executable mappings (off by default: W^X).
     pub allow_write_execute: bool,
+    /// Accept user-accessible global mappings (off by default: a global entry survives an
+    /// address-space switch, so every other process could reach the page through the TLB).
+    pub allow_global_user: bool,
 }
 
 /// Why a flag combination was rejected.
@@ -270,6 +282,9 @@ pub enum FlagsError {
     ExecutableDevice,
     /// `write` together with `execute` while the [`Policy`] enforces W^X.
     WritableAndExecutable,
+    /// `user` together with `global` while the [`Policy`] refuses it (a global user page stays
+    /// in the TLB across address-space switches: another process would see it).
+    GlobalUser,
 }
 
 impl core::fmt::Display for FlagsError {
@@ -277,6 +292,9 @@ impl core::fmt::Display for FlagsError {
         f.write_str(match self {
             FlagsError::ExecutableDevice => "device memory cannot be executable",
             FlagsError::WritableAndExecutable => "writable and executable mapping rejected (W^X)",
+            FlagsError::GlobalUser => {
+                "global user mapping rejected (it would outlive an address-space switch)"
+            }
         })
     }
 }

@@ -14,6 +14,10 @@
 //! - [`arch::Arch`]: what an architecture plugs in.
 //! - [`PageTable`]: the instance API — one object per address space, shared walker.
 //! - [`dump`]: a ptdump-style listing of an address space's mappings.
+//! - [`inspect`]: read-only translation, walks, ptdump and W+X audit of foreign tables (a
+//!   memory dump, another machine) through a fallible reader, with a translation cache.
+//! - [`space`]: address spaces — a kernel half shared by user spaces, ASIDs/PCIDs with
+//!   generations, activation, copy-on-write and zero pages.
 //! - [`Mapper`]: the seed static API over one lock-guarded global instance ([`GlobalTable`]);
 //!   [`irq`]: the interrupt masking and CPU identity its lock uses against re-entry deadlocks.
 //! - `emu` (feature `std`): emulated physical memory and a TLB model for host tests.
@@ -33,10 +37,12 @@ pub mod dump;
 mod error;
 mod flags;
 mod frame;
+pub mod inspect;
 pub mod irq;
 mod mapper;
 mod phys;
 mod size;
+pub mod space;
 mod table;
 mod tlb;
 

@@ -11,10 +11,14 @@
 //! - `cargo xtask bench [--smoke] [--runs N]`: the comparison benchmark; writes BENCHMARKS.md
 //!   (`--smoke`: a few seconds, nothing written).
 //! - `cargo xtask install-qemu`: runs the QEMU install (Debian, as root) even if QEMU is present.
+//! - `cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--translate ADDR...]`:
+//!   ptdump and W+X audit of the tables in a physical-memory dump ([`inspect`]);
+//!   `cargo xtask inspect --qemu-check`: its cross-check against QEMU's walker alone.
 //!
 //! Every command first installs what it needs ([`prereq::ensure`]).
 
 mod bench;
+mod inspect;
 mod prereq;
 mod qemu;
 mod report;
@@ -38,6 +42,11 @@ const USAGE: &str = "usage:
   cargo xtask package                                     cargo package of the libraries
   cargo xtask bench [--smoke] [--runs N]                  comparison benchmark -> BENCHMARKS.md
   cargo xtask install-qemu                                (re)run the Debian QEMU install
+  cargo xtask inspect --dump FILE --root ADDR --arch x86_64|aarch64 [--base ADDR]
+      [--va-bits 39|48] [--upper] [--pa-bits N] [--mair VALUE] [--no-1g] [--no-ptdump]
+      [--translate ADDR...]
+                                                          ptdump + W+X audit of a memory dump
+  cargo xtask inspect --qemu-check                        its QEMU cross-check alone
 environment: XTASK_NO_FLUSH=1 (same as --no-flush), XTASK_QEMU_TIMEOUT=<seconds per boot>";
 
 /// A parsed command line.
@@ -51,6 +60,8 @@ enum Cmd {
     Package,
     Bench { smoke: bool, runs: usize },
     InstallQemu,
+    Inspect(Vec<String>),
+    InspectQemu,
 }
 
 impl Cmd {
@@ -64,13 +75,15 @@ impl Cmd {
         };
         match self {
             Cmd::Test(opts) => opts.needs(),
-            Cmd::Demo(_) | Cmd::QemuTests { .. } => kernels,
+            Cmd::Demo(_) | Cmd::QemuTests { .. } | Cmd::InspectQemu => kernels,
             Cmd::Miri { .. } => Needs {
                 miri: true,
                 ..Needs::default()
             },
             // Host builds only; install-qemu installs QEMU itself (even when present).
-            Cmd::Doc | Cmd::Package | Cmd::Bench { .. } | Cmd::InstallQemu => Needs::default(),
+            Cmd::Doc | Cmd::Package | Cmd::Bench { .. } | Cmd::InstallQemu | Cmd::Inspect(_) => {
+                Needs::default()
+            }
         }
     }
 }
@@ -136,6 +149,8 @@ fn parse(args: &[String], no_flush_env: bool) -> Result<Cmd, String> {
         "doc" if flags.is_empty() => Ok(Cmd::Doc),
         "package" if flags.is_empty() => Ok(Cmd::Package),
         "install-qemu" if flags.is_empty() => Ok(Cmd::InstallQemu),
+        "inspect" if flags == ["--qemu-check"] => Ok(Cmd::InspectQemu),
+        "inspect" => Ok(Cmd::Inspect(flags.to_vec())),
         _ => Err(format!("unknown command {}", args.join(" "))),
     }
 }
@@ -168,6 +183,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Cmd::Inspect(args) = &cmd {
+        // A tool, not a check: its own output and exit status.
+        return inspect::tool(args);
+    }
     let mut tally = Tally::default();
     let needs = cmd.needs();
     let ready = prereq::ensure(needs, &mut tally);
@@ -193,6 +212,7 @@ fn main() -> ExitCode {
         }
         Cmd::Doc => steps::rustdoc(&mut tally),
         Cmd::Package => steps::package(&mut tally),
+        Cmd::InspectQemu => inspect::qemu_cross_check(&mut tally),
         Cmd::Bench { smoke, runs } => {
             let command = ["cargo", "xtask"]
                 .into_iter()
@@ -202,7 +222,7 @@ fn main() -> ExitCode {
                 .join(" ");
             bench::bench(&mut tally, smoke, runs, &command);
         }
-        Cmd::InstallQemu => unreachable!("handled above"),
+        Cmd::InstallQemu | Cmd::Inspect(_) => unreachable!("handled above"),
     }
     finish(&tally)
 }

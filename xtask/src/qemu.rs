@@ -23,7 +23,7 @@ pub const NO_FLUSH_FEATURES: &str = "kernel,no-tlb-flush";
 /// The tests that depend on TLB maintenance: built with `no-tlb-flush`, exactly these must fail
 /// (they see stale translations). Kept sorted. `Some(arch)`: a test only that architecture's
 /// kernels have.
-const TLB_DEPENDENT: [(&str, Option<Arch>); 8] = [
+const TLB_DEPENDENT: [(&str, Option<Arch>); 9] = [
     ("live::contiguous_hint_map_and_protect", AARCH64_ONLY),
     ("live::instance_api_huge_page_lifecycle", None),
     ("live::map_range_alloc_then_unmap_range_free", None),
@@ -32,6 +32,7 @@ const TLB_DEPENDENT: [(&str, Option<Arch>); 8] = [
     ("live::remap_visible_after_flush_all", None),
     ("live::remap_visible_after_flush_page", None),
     ("live::unmap_range_reclaimed_table_is_not_walked", None),
+    ("smp::concurrent_map_unmap_and_remap", AARCH64_ONLY),
 ];
 
 /// A [`TLB_DEPENDENT`] test of the AArch64 kernels only.

@@ -331,6 +331,8 @@ pub fn test(tally: &mut Tally, opts: TestOptions, ready: Ready) {
     if !opts.host_only && ready.qemu {
         header("QEMU test kernels");
         qemu::test_kernels(tally, None, false);
+        header("QEMU cross-check of the page-table inspector");
+        crate::inspect::qemu_cross_check(tally);
     }
 }
 

@@ -165,15 +165,21 @@ const NONE: &[&str] = &[];
 const DEMO_RAM: &str = "1280M";
 /// QEMU's default x86 CPU (`qemu64`) with 1 GiB pages (CPUID `pdpe1gb`), for the x86 demo.
 const X86_1G: &[&str] = &["-cpu", "qemu64,+pdpe1gb"];
+/// QEMU's default x86 CPU with SMEP and SMAP, for the test kernel's processes (`spaces::`
+/// tests; TCG has no PCID/INVPCID to add).
+const X86_SPACES: &[&str] = &["-cpu", "qemu64,+smep,+smap"];
+/// Four CPUs for the AArch64 test kernel's `smp::` test (the others stay powered off until it
+/// starts them with PSCI `CPU_ON`).
+const SMP4: &[&str] = &["-smp", "4"];
 
 #[rustfmt::skip]
 /// Every kernel boot: adding one is one line here plus its `[[bin]]` in `qemu-tests`.
 pub const KERNELS: &[Kernel] = &[
     //       bin                   arch       machine                           memory              extra          label                mode
-    Kernel { bin: "x86_64-tests",  arch: X86, machine: "microvm",                memory: "256M",    extra: NONE,   label: "x86_64",      mode: TEST },
-    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   memory: "256M",    extra: NONE,   label: "aarch64",     mode: TEST },
+    Kernel { bin: "x86_64-tests",  arch: X86, machine: "microvm",                memory: "256M",    extra: X86_SPACES, label: "x86_64",  mode: TEST },
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   memory: "256M",    extra: SMP4,   label: "aarch64",     mode: TEST },
     // The same kernel entered at EL2 (it drops to EL1 itself).
-    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt,virtualization=on", memory: "256M",    extra: NONE,   label: "aarch64/el2", mode: TEST_ONLY },
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt,virtualization=on", memory: "256M",    extra: SMP4,   label: "aarch64/el2", mode: TEST_ONLY },
     Kernel { bin: "x86_64-demo",   arch: X86, machine: "microvm",                memory: DEMO_RAM,  extra: X86_1G, label: "x86_64",      mode: Mode::Demo },
     Kernel { bin: "aarch64-demo",  arch: ARM, machine: "virt",                   memory: DEMO_RAM,  extra: NONE,   label: "aarch64",     mode: Mode::Demo },
 ];

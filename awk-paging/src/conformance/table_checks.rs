@@ -186,6 +186,7 @@ pub fn write_execute_allowed_by_policy<H: Harness>(h: &mut H) -> Result<(), Fail
     let mut pt = h.fresh()?;
     pt.set_policy(Policy {
         allow_write_execute: true,
+        ..Policy::default()
     });
     for (i, flags) in Flags::all_combinations().into_iter().enumerate() {
         let (v, p) = (va(h, i as u64 * 0x1000), pa(h, i as u64 * 0x1000));
@@ -208,6 +209,22 @@ pub fn write_execute_allowed_by_policy<H: Harness>(h: &mut H) -> Result<(), Fail
 /// `user` and `global` read back for every combination, on code and data pages.
 pub fn user_and_global_readback<H: Harness>(h: &mut H) -> Result<(), Failure> {
     let mut pt = h.fresh()?;
+    // Global user pages are refused by default (they outlive address-space switches) ...
+    let gu = Attrs {
+        flags: Flags::RO,
+        user: true,
+        global: true,
+    };
+    ensure_eq!(
+        map4k::<H>(&mut pt, va(h, 0), pa(h, 0), gu),
+        Err(MapError::InvalidFlags(crate::FlagsError::GlobalUser)),
+        "user + global under the default policy"
+    );
+    // ... and encoded faithfully when the policy allows them.
+    pt.set_policy(Policy {
+        allow_global_user: true,
+        ..Policy::default()
+    });
     let mut i = 0u64;
     for flags in [Flags::RO, Flags::RW, Flags::RX, Flags::DEVICE] {
         for (user, global) in [(false, false), (false, true), (true, false), (true, true)] {

@@ -2,7 +2,7 @@
 //! architecture's quirks.
 //!
 //! Bits: 0 valid, 1 table (levels above 0), 2 write, 3 execute, 4–5 memory type, 6 user,
-//! 7 global, 12–51 output address. 4 levels, 48-bit canonical VAs, 52-bit PAs, all page sizes.
+//! 7 global, 8 software (copy-on-write mark), 12–51 output address. 4 levels, 48-bit canonical VAs, 52-bit PAs, all page sizes.
 
 use crate::arch::{check_sign_extended, Arch, Entry};
 use crate::{AddrError, Attrs, MemoryType, PageSizes, PhyAddr, VirtAddr};
@@ -80,6 +80,11 @@ unsafe impl Arch for EmuArch {
         } else {
             raw
         }
+    }
+
+    #[inline]
+    fn software_bit(&self) -> u64 {
+        1 << 8
     }
 
     #[inline]

@@ -523,6 +523,18 @@ impl Tlb for EmuTlb {
         self.hook_flush_page(va, self.hook);
     }
 
+    fn flush_page_asid(&self, va: VirtAddr, asid: u16) {
+        self.hook_flush_page(va, Some(asid));
+    }
+
+    fn flush_leaf_asid(&self, va: VirtAddr, asid: u16) {
+        self.hook_flush_leaf(va, Some(asid));
+    }
+
+    fn flush_asid(&self, asid: u16) {
+        self.hook_flush_all(Some(asid));
+    }
+
     fn flush_leaf(&self, va: VirtAddr) {
         self.hook_flush_leaf(va, self.hook);
     }
@@ -565,6 +577,18 @@ impl Tlb for AsidTlb<'_> {
 impl Tlb for std::rc::Rc<EmuTlb> {
     fn flush_page(&self, va: VirtAddr) {
         (**self).flush_page(va)
+    }
+
+    fn flush_page_asid(&self, va: VirtAddr, asid: u16) {
+        (**self).flush_page_asid(va, asid)
+    }
+
+    fn flush_leaf_asid(&self, va: VirtAddr, asid: u16) {
+        (**self).flush_leaf_asid(va, asid)
+    }
+
+    fn flush_asid(&self, asid: u16) {
+        (**self).flush_asid(asid)
     }
 
     fn flush_leaf(&self, va: VirtAddr) {

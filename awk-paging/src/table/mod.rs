@@ -22,7 +22,7 @@ mod alloc;
 mod build;
 mod chunk;
 mod contig;
-mod entry;
+pub(crate) mod entry;
 mod range;
 mod read;
 mod reclaim;
@@ -33,6 +33,10 @@ mod walk;
 mod widen;
 
 pub use range::{RangeOptions, UnmappedPage};
+pub use read::LiveMem;
+
+/// For the read-only walker (`inspect`): range arithmetic shared with the range engine.
+pub(crate) use chunk::Pieces;
 
 use crate::arch::Arch;
 use crate::{Attrs, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, Policy, Tlb, VirtAddr};
@@ -131,6 +135,9 @@ pub struct PageTable<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> {
     /// The tables the last walk passed through: walks start at the deepest one covering their
     /// address. Cleared whenever a table could be unlinked or freed (see `walk`).
     walk: WalkCache,
+    /// The tables the root links are never detached by range operations (a kernel half shared
+    /// with other roots: see [`space`](crate::space)).
+    pinned_top: bool,
 }
 
 // SAFETY: the only non-`Send` field is the walk cache, whose pointers target tables owned by
@@ -191,6 +198,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             root,
             policy: Policy::default(),
             walk: WalkCache::new(),
+            pinned_top: false,
         }
     }
 
@@ -264,11 +272,31 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// # use awk_paging::{NoTlb, PageTable, Policy};
     /// # let mem = EmuMemory::new(1);
     /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
-    /// pt.set_policy(Policy { allow_write_execute: true });
+    /// pt.set_policy(Policy { allow_write_execute: true, ..Policy::default() });
     /// assert!(pt.policy().allow_write_execute);
     /// ```
     #[inline]
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+    }
+
+    /// From now on, range operations never detach a table linked from the root, even when it
+    /// becomes empty (other roots link the same tables: a shared kernel half).
+    #[inline]
+    pub(crate) fn pin_top_tables(&mut self) {
+        self.pinned_top = true;
+    }
+
+    /// Drops the cached walk through a shared reference: after walking tables someone else
+    /// may free (a user space looking into the kernel's half).
+    #[inline]
+    pub(crate) fn clear_walk_cache(&self) {
+        self.walk.clear();
+    }
+
+    /// Whether a table entry at `level` must stay linked (see `pin_top_tables`).
+    #[inline(always)]
+    pub(crate) fn pinned(&self, level: u8) -> bool {
+        self.pinned_top && level + 1 == self.arch.levels()
     }
 }

@@ -468,7 +468,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         for i in 0..ENTRIES {
             let pa = PhyAddr::new(frame.as_u64() + i as u64 * step);
             let leaf = self.arch.leaf_entry(pa, child_level, attrs) | hint;
-            let leaf = self.arch.keep_hardware_bits(raw, leaf);
+            let leaf = self.arch.keep_hardware_bits(raw, leaf) | (raw & self.arch.software_bit());
             // SAFETY: a zeroed, unpublished table frame from the reserve; i < 512.
             unsafe { Slot::new(table, ptr.cast(), i) }.store(&self.mem, 0, leaf);
         }
@@ -837,7 +837,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
                     .ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
             }
-            Entry::Table(next) if self.f.is_none() && c.piece.whole(c.level) => {
+            Entry::Table(next)
+                if self.f.is_none() && c.piece.whole(c.level) && !pt.pinned(c.level) =>
+            {
                 // Drop the whole subtree: one store, everything freed after a full flush.
                 pt.detach(c, next, self.gather);
                 self.gather.invalidate_all();
@@ -853,6 +855,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         c: &Chunk,
         child: PhyAddr,
     ) -> Result<(), Self::Error> {
+        // Tables linked from a shared root stay (other roots link them too).
+        if pt.pinned(c.level) {
+            return Ok(());
+        }
         // A wholly covered table is empty now; a partly covered one may be.
         if c.piece.whole(c.level) || pt.table_is_empty_near(child, c.level - 1, &c.piece) {
             // Re-read: a split above changed the entry since the walker read it.
@@ -886,7 +892,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
             Entry::Invalid => Ok(Step::Next),
             Entry::Leaf(frame) if c.piece.whole(c.level) => {
                 let hw = pt.arch.hardware_updates_entries();
-                let mut new = pt.arch.leaf_entry(frame, c.level, self.attrs);
+                // The software bit (a copy-on-write mark) is the page's state, not an attribute.
+                let soft = c.raw & pt.arch.software_bit();
+                let mut new = pt.arch.leaf_entry(frame, c.level, self.attrs) | soft;
                 let page = pt.va_at(c.piece.base);
                 let hint = pt.arch.contiguous_hint(c.level).map_or(0, |h| h.bit);
                 let mut raw = c.raw;

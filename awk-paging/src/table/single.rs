@@ -237,7 +237,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let (hit, frame) = self.leaf_at(va, size)?;
         let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
         let hw = self.arch.hardware_updates_entries();
-        let new = self.arch.leaf_entry(frame, hit.level, attrs);
+        // The software bit (a copy-on-write mark) is the page's state, not an attribute.
+        let new =
+            self.arch.leaf_entry(frame, hit.level, attrs) | (hit.raw & self.arch.software_bit());
         // The entry may have gained restrictions pushed down by the widening: read it again
         // then; and unhint its contiguous run (one entry of it is about to change).
         let raw = if widened { hit.slot.load() } else { hit.raw };

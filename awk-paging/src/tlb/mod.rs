@@ -99,6 +99,55 @@ pub trait Tlb {
     fn order_table_writes(&self) {
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
     }
+
+    /// Invalidates the page containing `va` for address-space id `asid` only, walk caches
+    /// included (AArch64 `tlbi vae1is` with the ASID in bits 63:48; x86 `invpcid`
+    /// individual-address, or `invlpg` when `asid` is the current PCID). Global entries for
+    /// the page may go too (the ASID forms also match them). Used by
+    /// [`space`](crate::space) for pages of a process that may be inactive on this CPU.
+    ///
+    /// Default: [`flush_page`](Self::flush_page) — enough for hooks without ASIDs (they
+    /// invalidate every address space), and for ASID-aware hooks only if they already flush
+    /// every ASID there.
+    ///
+    /// ```
+    /// use awk_paging::{NoTlb, Tlb, VirtAddr};
+    /// NoTlb.flush_page_asid(VirtAddr::new(0x1000), 3);
+    /// ```
+    #[inline]
+    fn flush_page_asid(&self, va: VirtAddr, asid: u16) {
+        let _ = asid;
+        self.flush_page(va);
+    }
+
+    /// As [`flush_page_asid`](Self::flush_page_asid), the leaf translation only (AArch64
+    /// `tlbi vale1is` with the ASID). Default: [`flush_page_asid`](Self::flush_page_asid).
+    ///
+    /// ```
+    /// use awk_paging::{NoTlb, Tlb, VirtAddr};
+    /// NoTlb.flush_leaf_asid(VirtAddr::new(0x1000), 3);
+    /// ```
+    #[inline]
+    fn flush_leaf_asid(&self, va: VirtAddr, asid: u16) {
+        self.flush_page_asid(va, asid);
+    }
+
+    /// Invalidates every **non-global** cached translation of address-space id `asid`, walk
+    /// caches included, on every CPU (AArch64 `tlbi aside1is`; x86 `invpcid` single-context,
+    /// or a CR3 load of that PCID without the no-flush bit). Global (kernel) entries stay: a
+    /// per-process flush never costs the kernel its TLB entries.
+    ///
+    /// Default: [`flush_all`](Self::flush_all), which is always enough (it may drop more).
+    ///
+    /// ```
+    /// use awk_paging::{NoTlb, Tlb};
+    /// NoTlb.flush_asid(3);
+    /// ```
+    #[inline]
+    fn flush_asid(&self, asid: u16) {
+        let _ = asid;
+        self.flush_all();
+    }
 }
 
 impl<T: Tlb + ?Sized> Tlb for &T {
@@ -125,6 +174,18 @@ impl<T: Tlb + ?Sized> Tlb for &T {
     #[inline]
     fn order_table_writes(&self) {
         (**self).order_table_writes()
+    }
+    #[inline]
+    fn flush_page_asid(&self, va: VirtAddr, asid: u16) {
+        (**self).flush_page_asid(va, asid)
+    }
+    #[inline]
+    fn flush_leaf_asid(&self, va: VirtAddr, asid: u16) {
+        (**self).flush_leaf_asid(va, asid)
+    }
+    #[inline]
+    fn flush_asid(&self, asid: u16) {
+        (**self).flush_asid(asid)
     }
 }
 

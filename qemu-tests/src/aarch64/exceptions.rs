@@ -242,6 +242,9 @@ extern "C" fn aarch64_exception(frame: &mut Frame) {
     if frame.kind == 4 && super::probe::recover(frame, esr) {
         return;
     }
+    if frame.kind == 8 && super::user::lower_el_sync(frame, esr, FAR_EL1.get()) {
+        return;
+    }
     let ec = exception_class(esr);
     let mut out = Pl011;
     let _ = writeln!(

@@ -8,6 +8,9 @@ pub mod exceptions;
 pub mod fdt;
 pub mod probe;
 pub mod selftest;
+pub mod smp;
+pub mod spaces;
+pub mod user;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -126,6 +129,7 @@ pub fn mmu_on(tlb: &'static (dyn Tlb + Sync)) -> Result<KernelTable, &'static st
     .map_err(|_| "root table")?;
     pt.set_policy(Policy {
         allow_write_execute: true,
+        ..Policy::default()
     });
     let rwx = Flags {
         execute: true,

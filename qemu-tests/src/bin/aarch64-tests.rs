@@ -481,6 +481,7 @@ const LIVE: &[Test] = &[
 #[no_mangle]
 extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     init();
+    qemu_tests::aarch64::smp::set_boot_el(boot_el);
     let mut out = Pl011;
     let _ = writeln!(
         out,
@@ -501,7 +502,15 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
     let mut summary = Summary::default();
     bare_harness::run(A64::default(), BAD_VAS, &mut out, &mut summary);
     harness::run(&mut out, "", LIVE, &mut summary);
+    harness::run(
+        &mut out,
+        "",
+        qemu_tests::aarch64::spaces::TESTS,
+        &mut summary,
+    );
     harness::run(&mut out, "", selftest::TESTS, &mut summary);
+    // Last: the secondary CPUs stay parked afterwards.
+    harness::run(&mut out, "", qemu_tests::aarch64::smp::TESTS, &mut summary);
     harness::print_summary(&mut out, summary);
     exit(if summary.failed == 0 {
         EXIT_SUCCESS

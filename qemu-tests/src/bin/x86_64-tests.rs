@@ -248,6 +248,12 @@ extern "C" fn x86_kernel_entry() -> ! {
         exit(qemu_tests::harness::EXIT_CRASH);
     }
     harness::run(&mut out, "", LIVE, &mut summary);
+    harness::run(
+        &mut out,
+        "",
+        qemu_tests::x86_64::spaces::TESTS,
+        &mut summary,
+    );
     harness::print_summary(&mut out, summary);
     exit(if summary.failed == 0 {
         EXIT_SUCCESS

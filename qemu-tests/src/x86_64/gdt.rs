@@ -22,6 +22,9 @@ struct Stack([u8; IST_STACK_SIZE]);
 
 static mut DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
 
+/// The stack exceptions from ring 3 switch to (TSS.RSP0; see [`super::user`]).
+static mut RING0_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+
 static TSS: Once<TaskStateSegment> = Once::new();
 
 struct Gdt {
@@ -29,6 +32,8 @@ struct Gdt {
     code: SegmentSelector,
     data: SegmentSelector,
     tss: SegmentSelector,
+    user_code: SegmentSelector,
+    user_data: SegmentSelector,
 }
 
 static GDT: Once<Gdt> = Once::new();
@@ -44,8 +49,13 @@ pub fn tss_selector() -> u16 {
     GDT.get().map_or(0, |g| g.tss.0)
 }
 
-/// Loads the GDT (code 0x08, data 0x10, TSS 0x18), reloads the segment registers and the task
-/// register. Idempotent.
+/// The ring-3 selectors (code, stack/data), RPL 3: `(0x33, 0x2b)`.
+pub fn user_selectors() -> (u16, u16) {
+    GDT.get().map_or((0, 0), |g| (g.user_code.0, g.user_data.0))
+}
+
+/// Loads the GDT (code 0x08, data 0x10, TSS 0x18, user data 0x28, user code 0x30), reloads the
+/// segment registers and the task register. Idempotent.
 pub fn init() {
     if GDT.get().is_some() {
         return;
@@ -54,6 +64,8 @@ pub fn init() {
         let mut tss = TaskStateSegment::new();
         tss.interrupt_stack_table[DOUBLE_FAULT_IST as usize - 1] =
             VirtAddr::new(double_fault_stack().end);
+        let ring0 = core::ptr::addr_of!(RING0_STACK) as u64 + IST_STACK_SIZE as u64;
+        tss.privilege_stack_table[0] = VirtAddr::new(ring0);
         tss
     });
     let gdt = GDT.call_once(|| {
@@ -61,11 +73,15 @@ pub fn init() {
         let code = table.append(Descriptor::kernel_code_segment());
         let data = table.append(Descriptor::kernel_data_segment());
         let tss = table.append(Descriptor::tss_segment(tss));
+        let user_data = table.append(Descriptor::user_data_segment());
+        let user_code = table.append(Descriptor::user_code_segment());
         Gdt {
             table,
             code,
             data,
             tss,
+            user_code,
+            user_data,
         }
     });
     gdt.table.load();

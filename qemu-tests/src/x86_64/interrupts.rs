@@ -233,6 +233,9 @@ pub fn init() {
 
 #[no_mangle]
 extern "C" fn x86_exception(frame: &mut Frame) {
+    if frame.cs & 3 == 3 && super::user::from_ring3(frame) {
+        return;
+    }
     let recovered = match frame.vector {
         PAGE_FAULT => super::probe::recover(frame),
         BREAKPOINT => super::probe::recover_breakpoint(frame),

@@ -24,6 +24,8 @@ pub mod gdt;
 pub mod interrupts;
 pub mod probe;
 pub mod selftest;
+pub mod spaces;
+pub mod user;
 
 use core::fmt::Write;
 use core::ops::Range;
