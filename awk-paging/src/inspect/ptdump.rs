@@ -444,7 +444,7 @@ impl<A: Classify, R: PhysRead> ForeignTable<A, R> {
     /// use awk_paging::{Attrs, Flags, NoTlb, PageSize, PageTable, PhyAddr, Policy, VirtAddr};
     /// let mem = EmuMemory::new(8);
     /// let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
-    /// pt.set_policy(Policy { allow_write_execute: true });
+    /// pt.set_policy(Policy { allow_write_execute: true, ..Policy::default() });
     /// let rwx = Attrs::from(Flags { write: true, execute: true, ..Flags::RO });
     /// unsafe { pt.map(VirtAddr::new(0x1000), PhyAddr::new(0x8000), PageSize::Size4K, rwx) }.unwrap().flush();
     /// let mut found = Vec::new();
