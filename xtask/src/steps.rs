@@ -150,6 +150,7 @@ pub const MIRI_FOCUSED: [(&str, &[&str], &[&str]); 3] = [
             "ordering",
             "global_table",
             "range_model",
+            "frame_pool",
         ],
         &["many_threads_share_the_lock", "ro_tables::"],
     ),
