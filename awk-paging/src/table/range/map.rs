@@ -1,6 +1,8 @@
 //! `map_range`: a read-only count of the new tables, then a commit that cannot fail.
 
-use super::super::chunk::{leaf_fits, new_tables, Piece};
+use core::ptr::NonNull;
+
+use super::super::chunk::{entry_span, leaf_fits, new_tables, Piece};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
@@ -8,7 +10,7 @@ use super::{broken, PageTable, Span};
 use crate::arch::{Arch, Entry};
 use crate::{
     Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, RangeError, RangeOptions,
-    Tlb, VirtAddr,
+    Tlb, VirtAddr, ENTRIES,
 };
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
@@ -192,30 +194,67 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
     }
 }
 
-/// Writes the 4 KiB leaves of `piece` (a level-1 entry's share of the range) into the fresh,
-/// zeroed, unlinked leaf table `table` (reached at `base`), with the contiguous hint on every
-/// complete aligned run inside the range.
+/// Whether every entry of a new table at `level` for `piece` (mapped from `pa`) is a leaf of
+/// that level: the piece and `pa` are aligned to the level's entries and the level has leaves
+/// the call may use. Such a table is written by [`fill_table`] in one loop.
 #[inline(always)]
-fn fill_leaf_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+fn all_leaves<A: Arch>(arch: &A, p: &MapPlan<'_>, level: u8, piece: &Piece, pa: u64) -> bool {
+    let mask = entry_span(level) - 1;
+    PageSize::from_level(level)
+        .is_some_and(|size| level <= p.cap.level() && arch.page_sizes().contains(size))
+        && (piece.start | piece.end | pa) & mask == 0
+}
+
+/// Writes every entry of the unpublished table frame `table` (reached at `base`; its contents
+/// are not read and need not be zeroed): leaves at `level` for `piece` (a `level + 1` entry's
+/// share of the range, [`all_leaves`]), with the contiguous hint on every complete aligned run
+/// inside the range, and 0 everywhere else. Reports the frame as initialised to the accessor
+/// (the same as zeroed, then filled).
+#[inline(always)]
+fn fill_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
     pt: &PageTable<A, M, F, T>,
     p: &MapPlan<'_>,
-    table: PhyAddr,
-    base: core::ptr::NonNull<u64>,
+    (table, base): (PhyAddr, NonNull<u64>),
+    level: u8,
     piece: &Piece,
 ) {
-    let first = ((piece.start >> 12) & 0x1ff) as usize;
-    let count = ((piece.end - piece.start) >> 12) as usize;
+    let shift = 12 + 9 * u32::from(level);
+    let step = 1u64 << shift;
+    let first = ((piece.start >> shift) & 0x1ff) as usize;
+    let count = ((piece.end - piece.start) >> shift) as usize;
+    let last = first + count;
     let pa0 = p.pa_of(piece);
-    for i in 0..count {
-        let bits = piece.start + ((i as u64) << 12);
-        let pa = pa0 + ((i as u64) << 12);
-        let mut leaf = pt.arch.leaf_entry(PhyAddr::new(pa), 0, p.attrs);
-        if let Some(bit) = pt.run_hintable(0, bits, p.start, p.end, pa) {
-            leaf |= bit;
+    // Locals, not loads through `pt` and `p` inside the loop: the atomic stores there would
+    // make the compiler reload and re-encode them for every entry.
+    let (arch, attrs) = (pt.arch, p.attrs);
+    pt.mem.note_zeroed(table);
+    // SAFETY (every `Slot::new` below): an unpublished table frame from the reserve, reached at
+    // `base`; indices stay below 512 (the piece lies inside one entry of the level above).
+    let store = |i: usize, v: u64| unsafe { Slot::new(table, base, i) }.store(&pt.mem, 0, v);
+    for i in 0..first {
+        store(i, 0);
+    }
+    // Runs of the contiguous hint (or one run without it): the hint is decided once per run.
+    let run = pt
+        .arch
+        .contiguous_hint(level)
+        .map_or(ENTRIES, |h| h.entries);
+    let mut i = first;
+    while i < last {
+        let n = (run - i % run).min(last - i);
+        let off = (i - first) as u64 * step;
+        let (bits, pa) = (piece.start + off, pa0 + off);
+        let bit = pt
+            .run_hintable(level, bits, p.start, p.end, pa)
+            .unwrap_or(0);
+        for j in 0..n {
+            let leaf = arch.leaf_entry(PhyAddr::new(pa + j as u64 * step), level, attrs);
+            store(i + j, leaf | bit);
         }
-        // SAFETY: a zeroed, unpublished table frame from the reserve; first + i < 512 (the
-        // piece lies inside one level-1 entry).
-        unsafe { Slot::new(table, base, first + i) }.store(&pt.mem, 0, leaf);
+        i += n;
+    }
+    for i in last..ENTRIES {
+        store(i, 0);
     }
 }
 
@@ -257,17 +296,19 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                     c.slot.store(&pt.mem, c.raw, leaf);
                     return Ok(Step::Next);
                 }
-                // A new table, filled off to the side and linked in `leave`.
-                let (table, ptr) = p.reserve.pop(&pt.mem).ok_or(broken(c.piece.start, false))?;
-                if c.level == 1 && p.data.is_none() {
-                    // A new leaf table holds only new 4 KiB leaves: fill it in one tight loop
-                    // (no per-entry visit), then link it as `leave` would.
-                    fill_leaf_table(pt, p, table, ptr.cast(), &c.piece);
+                if p.data.is_none() && all_leaves(&pt.arch, p, c.level - 1, &c.piece, pa) {
+                    // A new table holding only new leaves: filled in one tight loop (no
+                    // per-entry visit, no zeroing first), then linked as `leave` would.
+                    let new = p.reserve.pop_raw(&pt.mem);
+                    let (table, ptr) = new.ok_or(broken(c.piece.start, false))?;
+                    fill_table(pt, p, (table, ptr.cast()), c.level - 1, &c.piece);
                     pt.tlb.order_table_writes();
                     c.slot
                         .store(&pt.mem, c.raw, pt.arch.table_entry(table, p.attrs));
                     return Ok(Step::Next);
                 }
+                // A new table, filled off to the side and linked in `leave`.
+                let (table, _) = p.reserve.pop(&pt.mem).ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
             }
             Entry::Table(next) => {

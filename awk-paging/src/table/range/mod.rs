@@ -104,6 +104,13 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
 
     /// [`finish`](Self::finish) without the ownership check, leaving `g` empty for reuse.
     pub(crate) fn finish_in_place(&mut self, g: &mut Gather) {
+        self.flush_owed(g);
+        self.free_gathered(g);
+    }
+
+    /// The invalidation part of [`finish`](Self::finish): does and forgets what `g` owes the
+    /// TLB, keeping its detached tables (now unreachable by every walker and walk cache).
+    pub(crate) fn flush_owed(&mut self, g: &mut Gather) {
         let (pending, publish) = g.pending();
         match pending {
             None => self.tlb.flush_all(),
@@ -115,12 +122,18 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
                 }
             }
         }
+        g.clear_owed();
+    }
+
+    /// Frees the tables `g` detached. Only after [`flush_owed`](Self::flush_owed) (or
+    /// another flush that covered their detaching).
+    pub(crate) fn free_gathered(&mut self, g: &mut Gather) {
         for &(table, level) in g.tables() {
             let mut visited = super::walk::Visited::new(table);
-            // SAFETY: detached from the tree and invalidated everywhere just above.
+            // SAFETY: detached from the tree and invalidated everywhere (caller).
             unsafe { self.free_table(table, level, &mut visited) };
         }
-        g.clear();
+        g.clear_tables();
     }
 
     /// Checks a range (4 KiB-aligned start and length, translated by this regime, inside one

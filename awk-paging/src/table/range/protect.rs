@@ -1,13 +1,14 @@
 //! `protect_range`: count the splits, take their tables, then rewrite every leaf in place.
 
+use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
 use super::split::CountSplits;
 use super::{broken, map_to_protect, size_of, PageTable, Span};
 use crate::arch::{Arch, Entry};
 use crate::{
-    Attrs, FrameAllocator, Gather, MapError, PageSize, PhysMem, ProtectError, RangeError, Tlb,
-    VirtAddr,
+    Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, ProtectError, RangeError,
+    Tlb, VirtAddr,
 };
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
@@ -93,34 +94,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
         match c.entry {
             Entry::Invalid => Ok(Step::Next),
             Entry::Leaf(frame) if c.piece.whole(c.level) => {
-                let hw = pt.arch.hardware_updates_entries();
-                let mut new = pt.arch.leaf_entry(frame, c.level, self.attrs);
-                let page = pt.va_at(c.piece.base);
-                let hint = pt.arch.contiguous_hint(c.level).map_or(0, |h| h.bit);
-                let mut raw = c.raw;
-                if raw & hint != 0 {
-                    // A whole run changing permissions only keeps its hint (each entry is
-                    // rewritten in place; the gather's flush settles the TLB); anything else
-                    // unhints the run first.
-                    let keep =
-                        pt.run_covered(c.level, c.piece.base, self.span.start, self.span.end)
-                            && !pt.arch.needs_break_before_make(raw & !hint, new, c.level);
-                    if keep {
-                        new |= hint;
-                    } else {
-                        raw = pt.unhint(c.slot, raw, c.level, page);
-                    }
-                }
-                if pt.arch.needs_break_before_make(raw, new, c.level) {
-                    let old = c.slot.clear(&pt.mem, hw, raw);
-                    pt.tlb.flush_leaf(page);
-                    c.slot
-                        .store(&pt.mem, 0, pt.arch.keep_hardware_bits(old, new));
-                } else {
-                    c.slot
-                        .modify(&pt.mem, hw, |old| pt.arch.keep_hardware_bits(old, new));
-                }
-                self.gather.invalidate(page, size_of(c.level), false);
+                let leaf = Leaf {
+                    slot: c.slot,
+                    raw: c.raw,
+                    level: c.level,
+                    frame,
+                    base: c.piece.base,
+                };
+                protect_leaf(pt, self.gather, self.span, self.attrs, leaf);
                 Ok(Step::Next)
             }
             Entry::Leaf(_) => {
@@ -140,7 +121,107 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
         }
     }
 
+    /// A table of 4 KiB leaves: one loop over its entries in the range.
+    #[inline(always)]
+    fn leaf_table(
+        &mut self,
+        pt: &mut PageTable<A, M, F, T>,
+        c: &Chunk,
+        child: PhyAddr,
+    ) -> Option<Result<(), Self::Error>> {
+        let base = pt.mem.frame_ptr(child)?.cast::<u64>();
+        // Copies: the loop's atomic stores would otherwise make the compiler reload them.
+        let (arch, span, attrs) = (pt.arch, self.span, self.attrs);
+        let first = ((c.piece.start >> 12) & 0x1ff) as usize;
+        let last = first + ((c.piece.end - c.piece.start) >> 12) as usize;
+        for i in first..last {
+            // SAFETY: `mem` reaches `child` at `base` (a live table of this tree); i < 512.
+            let slot = unsafe { Slot::new(child, base, i) };
+            let raw = slot.load();
+            let bits = c.piece.base + ((i as u64) << 12);
+            match arch.decode(raw, 0) {
+                Entry::Invalid => {}
+                Entry::Leaf(frame) => {
+                    let leaf = Leaf {
+                        slot,
+                        raw,
+                        level: 0,
+                        frame,
+                        base: bits,
+                    };
+                    protect_leaf(pt, self.gather, span, attrs, leaf);
+                }
+                // No table below level 0: the walker would refuse it the same way.
+                Entry::Table(_) => return Some(Err(broken(bits, false))),
+            }
+        }
+        Some(Ok(()))
+    }
+
     fn broken(&self, at: u64, recursive: bool) -> Self::Error {
         broken(at, recursive)
+    }
+}
+
+/// A leaf the range covers whole.
+#[derive(Clone, Copy)]
+struct Leaf {
+    slot: Slot,
+    /// What it held when read.
+    raw: u64,
+    level: u8,
+    frame: PhyAddr,
+    /// Table bits of its first byte.
+    base: u64,
+}
+
+/// Gives `leaf` the attributes `attrs` (inside the range `span`), recording its invalidation in
+/// `gather`. A hinted run keeps its hint only if the range covers all of it and the change
+/// needs no break-before-make; otherwise the run is unhinted first. A change that needs
+/// break-before-make breaks, invalidates, then makes; any other is one atomic update where the
+/// hardware writes entries (keeping its Accessed/Dirty), else one store over the value read.
+#[inline(always)]
+fn protect_leaf<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+    pt: &mut PageTable<A, M, F, T>,
+    gather: &mut Gather,
+    span: Span,
+    attrs: Attrs,
+    leaf: Leaf,
+) {
+    let Leaf {
+        slot,
+        mut raw,
+        level,
+        frame,
+        base,
+    } = leaf;
+    let arch = pt.arch;
+    let hw = arch.hardware_updates_entries();
+    let mut new = arch.leaf_entry(frame, level, attrs);
+    let hint = arch.contiguous_hint(level).map_or(0, |h| h.bit);
+    if raw & hint != 0 {
+        // A whole run changing permissions only keeps its hint (each entry is rewritten in
+        // place; the gather's flush settles the TLB); anything else unhints the run first.
+        let keep = pt.run_covered(level, base, span.start, span.end)
+            && !arch.needs_break_before_make(raw & !hint, new, level);
+        if keep {
+            new |= hint;
+        } else {
+            raw = pt.unhint(slot, raw, level, pt.va_at(base));
+        }
+    }
+    if arch.needs_break_before_make(raw, new, level) {
+        let page = pt.va_at(base);
+        let old = slot.clear(&pt.mem, hw, raw);
+        pt.tlb.flush_leaf(page);
+        slot.store(&pt.mem, 0, arch.keep_hardware_bits(old, new));
+    } else if hw {
+        slot.update(&pt.mem, |old| arch.keep_hardware_bits(old, new));
+    } else {
+        // Nothing else writes the entry: the value read is still current.
+        slot.store(&pt.mem, raw, arch.keep_hardware_bits(raw, new));
+    }
+    if !gather.flushes_all() {
+        gather.invalidate(pt.va_at(base), size_of(level), false);
     }
 }

@@ -87,7 +87,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
             // drop_range detaches a table it covers whole without walking it, and splits only
             // happen to leaves the range covers in part, which such a table cannot hold:
             // nothing to count (or check) below it. Other passes walk it, so this one does.
-            Entry::Table(_) if self.skip_whole && c.piece.whole(c.level) => Ok(Step::Next),
+            Entry::Table(_) if self.skip_whole && c.piece.whole(c.level) && !c.looped => {
+                Ok(Step::Next)
+            }
             Entry::Table(next) => Ok(Step::Into(next)),
         }
     }

@@ -5,12 +5,13 @@ use super::super::chunk::{entry_span, Piece};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
+use super::super::walk::Visited;
 use super::split::CountSplits;
 use super::{broken, map_to_unmap, size_of, PageTable, Span, Unmapped, UnmappedPage};
 use crate::arch::{Arch, Entry};
 use crate::{
     FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, RangeError, Tlb, UnmapError,
-    VirtAddr, ENTRIES,
+    VirtAddr, ENTRIES, GATHER_TABLES,
 };
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
@@ -101,7 +102,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         let mut count = CountSplits {
             tables: 0,
-            skip_whole: f.is_none(),
+            skip_whole: true,
         };
         self.walk_range(span.start, span.end, &mut count)
             .map_err(|e| self.unmap_error(e))?;
@@ -112,8 +113,11 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             reserve,
             gather,
             f,
+            later: [(PhyAddr::ZERO, 0, 0); GATHER_TABLES],
+            nlater: 0,
         };
         let r = self.walk_range(span.start, span.end, &mut op);
+        op.report_later(self);
         let leftover = core::mem::take(&mut op.reserve);
         leftover.give_back(&self.mem, &mut self.frames);
         r.map_err(|e| self.unmap_error(e))
@@ -171,12 +175,112 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     }
 }
 
-/// Pass 2 of `unmap_range` / `drop_range` (`f` is `None`: whole tables go without a visit).
+/// Pass 2 of `unmap_range` / `drop_range`: leaves the range covers whole are removed one by
+/// one (huge pages it covers in part are split first); tables it covers whole are detached with
+/// one store each, their leaves reported (`unmap_range`) by reading the detached table.
 struct UnmapOp<'g, G> {
     span: Span,
     reserve: Reserve,
     gather: &'g mut Gather,
     f: Option<G>,
+    /// Detached subtrees (table, level, table bits of its first byte) whose leaves are still to
+    /// be reported: where the hardware writes entries, their Accessed/Dirty bits are exact only
+    /// once no walker can reach them, i.e. after the flush. They sit in `gather` too, which
+    /// frees them after reporting.
+    later: [(PhyAddr, u8, u64); GATHER_TABLES],
+    nlater: usize,
+}
+
+impl<G: FnMut(UnmappedPage)> UnmapOp<'_, G> {
+    /// Reports the leaves of the subtrees in `later`: invalidates what the gather owes first
+    /// (so no walker or TLB can set a bit in them any more), then reads and reports, then frees
+    /// every table the gather holds.
+    fn report_later<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+        &mut self,
+        pt: &mut PageTable<A, M, F, T>,
+    ) {
+        if self.nlater == 0 {
+            return;
+        }
+        pt.flush_owed(self.gather);
+        if let Some(f) = &mut self.f {
+            for &(table, level, base) in &self.later[..self.nlater] {
+                report_subtree(pt, table, level, base, f);
+            }
+        }
+        self.nlater = 0;
+        pt.free_gathered(self.gather);
+    }
+
+    /// Detaches the table `child` of `c` (see [`PageTable::detach`]), first settling `later`
+    /// if the detach would flush and free the gather's tables.
+    fn detach<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+        &mut self,
+        pt: &mut PageTable<A, M, F, T>,
+        c: &Chunk,
+        child: PhyAddr,
+    ) {
+        if self.gather.tables_full() {
+            self.report_later(pt);
+        }
+        pt.detach(c, child, self.gather);
+    }
+}
+
+/// Calls `f` for every leaf of the detached subtree `table` (entries at `level`, first byte at
+/// table bits `base`), in address order. Entries leading back into the subtree's own path are
+/// skipped, as when it is freed.
+fn report_subtree<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+    pt: &PageTable<A, M, F, T>,
+    table: PhyAddr,
+    level: u8,
+    base: u64,
+    f: &mut impl FnMut(UnmappedPage),
+) {
+    let mut visited = Visited::new(table);
+    report_table(pt, table, level, base, f, &mut visited);
+}
+
+fn report_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+    pt: &PageTable<A, M, F, T>,
+    table: PhyAddr,
+    level: u8,
+    base: u64,
+    f: &mut impl FnMut(UnmappedPage),
+    visited: &mut Visited,
+) {
+    let Some(ptr) = pt.mem.frame_ptr(table) else {
+        return;
+    };
+    let arch = pt.arch;
+    let span = entry_span(level);
+    let size = size_of(level);
+    for i in 0..ENTRIES {
+        // SAFETY: `mem` reaches `table` at `ptr`; detached, not freed before this returns.
+        let raw = unsafe { Slot::new(table, ptr.cast(), i) }.load();
+        let bits = base + i as u64 * span;
+        match arch.decode(raw, level) {
+            Entry::Invalid => {}
+            Entry::Leaf(frame) => {
+                let (accessed, dirty) = arch.accessed_dirty(raw, level);
+                f(UnmappedPage {
+                    page: pt.va_at(bits),
+                    unmapped: Unmapped {
+                        frame,
+                        size,
+                        attrs: arch.leaf_attrs(raw, level),
+                        accessed,
+                        dirty,
+                    },
+                });
+            }
+            Entry::Table(next) if level > 0 && visited.enter(next) => {
+                report_table(pt, next, level - 1, bits, f, visited);
+                visited.leave();
+            }
+            Entry::Table(_) => {}
+        }
+    }
 }
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPage)>
@@ -189,6 +293,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         match c.entry {
             Entry::Invalid => Ok(Step::Next),
             Entry::Leaf(frame) if c.piece.whole(c.level) => {
+                // In address order: what was detached before is reported first.
+                self.report_later(pt);
                 let page = pt.va_at(c.piece.base);
                 // A run wholly inside the range goes away whole; part of one is unhinted first.
                 let raw = if pt.run_covered(c.level, c.piece.base, self.span.start, self.span.end) {
@@ -222,10 +328,21 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
                     .ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
             }
-            Entry::Table(next) if self.f.is_none() && c.piece.whole(c.level) => {
-                // Drop the whole subtree: one store, everything freed after a full flush.
-                pt.detach(c, next, self.gather);
+            Entry::Table(next) if c.piece.whole(c.level) && !c.looped => {
+                // The whole subtree goes: one store; every leaf in it leaves the TLB by a full
+                // flush, after which its tables are freed.
+                self.detach(pt, c, next);
                 self.gather.invalidate_all();
+                if let Some(f) = &mut self.f {
+                    if pt.arch.hardware_updates_entries() {
+                        // Reported once no walker can set Accessed/Dirty in it any more.
+                        self.later[self.nlater] = (next, c.level - 1, c.piece.base);
+                        self.nlater += 1;
+                    } else {
+                        // Nothing but this code writes its entries: they are exact now.
+                        report_subtree(pt, next, c.level - 1, c.piece.base, f);
+                    }
+                }
                 Ok(Step::Next)
             }
             Entry::Table(next) => Ok(Step::Into(next)),
@@ -238,14 +355,15 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
         c: &Chunk,
         child: PhyAddr,
     ) -> Result<(), Self::Error> {
-        // A wholly covered table is empty now; a partly covered one may be.
+        // A partly covered table may be empty now (a split leaf's table, or a table whose
+        // remaining entries the range removed).
         if c.piece.whole(c.level) || pt.table_is_empty_near(child, c.level - 1, &c.piece) {
             // Re-read: a split above changed the entry since the walker read it.
             let now = Chunk {
                 raw: c.slot.load(),
                 ..*c
             };
-            pt.detach(&now, child, self.gather);
+            self.detach(pt, &now, child);
         }
         Ok(())
     }
