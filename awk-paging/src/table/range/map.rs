@@ -6,7 +6,7 @@ use super::super::chunk::{entry_span, leaf_fits, new_tables, Piece};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
-use super::{broken, PageTable, Span};
+use super::{broken, LeafEncoder, PageTable, Span};
 use crate::arch::{Arch, Entry};
 use crate::{
     Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, RangeError, RangeOptions,
@@ -226,7 +226,7 @@ fn fill_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
     let pa0 = p.pa_of(piece);
     // Locals, not loads through `pt` and `p` inside the loop: the atomic stores there would
     // make the compiler reload and re-encode them for every entry.
-    let (arch, attrs) = (pt.arch, p.attrs);
+    let enc = LeafEncoder::new(pt.arch, level, p.attrs);
     pt.mem.note_zeroed(table);
     // SAFETY (every `Slot::new` below): an unpublished table frame from the reserve, reached at
     // `base`; indices stay below 512 (the piece lies inside one entry of the level above).
@@ -248,7 +248,7 @@ fn fill_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
             .run_hintable(level, bits, p.start, p.end, pa)
             .unwrap_or(0);
         for j in 0..n {
-            let leaf = arch.leaf_entry(PhyAddr::new(pa + j as u64 * step), level, attrs);
+            let leaf = enc.leaf(PhyAddr::new(pa + j as u64 * step));
             store(i + j, leaf | bit);
         }
         i += n;

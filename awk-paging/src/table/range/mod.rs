@@ -20,8 +20,8 @@ use super::PageTable;
 use super::Unmapped;
 use crate::arch::Arch;
 use crate::{
-    AddrError, FrameAllocator, Gather, MapError, PageSize, PhysMem, ProtectError, RangeError, Tlb,
-    UnmapError, VirtAddr,
+    AddrError, Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, ProtectError,
+    RangeError, Tlb, UnmapError, VirtAddr,
 };
 
 /// Options of [`PageTable::map_range`].
@@ -172,6 +172,42 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     #[inline(always)]
     pub(in crate::table) fn va_at(&self, bits: u64) -> VirtAddr {
         self.arch.va_from_bits(bits)
+    }
+}
+
+/// Leaf encoding for one operation's level and attributes, decided once per table: the
+/// format's template ([`Arch::leaf_template`], one OR per leaf) or else its `leaf_entry`.
+#[derive(Clone, Copy)]
+pub(super) struct LeafEncoder<A: Arch> {
+    arch: A,
+    level: u8,
+    attrs: Attrs,
+    template: Option<u64>,
+}
+
+impl<A: Arch> LeafEncoder<A> {
+    #[inline(always)]
+    pub(super) fn new(arch: A, level: u8, attrs: Attrs) -> Self {
+        LeafEncoder {
+            arch,
+            level,
+            attrs,
+            template: arch.leaf_template(level, attrs),
+        }
+    }
+
+    /// `arch.leaf_entry(pa, level, attrs)`; `pa` is aligned to the level's page size and below
+    /// `1 << pa_bits()` (as every frame decoded or validated is).
+    #[inline(always)]
+    pub(super) fn leaf(&self, pa: PhyAddr) -> u64 {
+        match self.template {
+            Some(t) => {
+                let leaf = t | pa.as_u64();
+                debug_assert_eq!(leaf, self.arch.leaf_entry(pa, self.level, self.attrs));
+                leaf
+            }
+            None => self.arch.leaf_entry(pa, self.level, self.attrs),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
 use super::split::CountSplits;
-use super::{broken, map_to_protect, size_of, PageTable, Span};
+use super::{broken, map_to_protect, size_of, LeafEncoder, PageTable, Span};
 use crate::arch::{Arch, Entry};
 use crate::{
     Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, ProtectError, RangeError,
@@ -121,7 +121,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
         }
     }
 
-    /// A table of 4 KiB leaves: one loop over its entries in the range.
+    /// A table of 4 KiB leaves: one loop over its entries in the range, run by run of the
+    /// contiguous hint (whether the range covers a run is decided once per run).
     #[inline(always)]
     fn leaf_table(
         &mut self,
@@ -132,28 +133,54 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
         let base = pt.mem.frame_ptr(child)?.cast::<u64>();
         // Copies: the loop's atomic stores would otherwise make the compiler reload them.
         let (arch, span, attrs) = (pt.arch, self.span, self.attrs);
+        let hw = arch.hardware_updates_entries();
+        let enc = LeafEncoder::new(arch, 0, attrs);
+        let (hint, run) = arch
+            .contiguous_hint(0)
+            .map_or((0, 1), |h| (h.bit, h.entries));
         let first = ((c.piece.start >> 12) & 0x1ff) as usize;
         let last = first + ((c.piece.end - c.piece.start) >> 12) as usize;
-        for i in first..last {
-            // SAFETY: `mem` reaches `child` at `base` (a live table of this tree); i < 512.
-            let slot = unsafe { Slot::new(child, base, i) };
-            let raw = slot.load();
-            let bits = c.piece.base + ((i as u64) << 12);
-            match arch.decode(raw, 0) {
-                Entry::Invalid => {}
-                Entry::Leaf(frame) => {
-                    let leaf = Leaf {
-                        slot,
-                        raw,
-                        level: 0,
-                        frame,
-                        base: bits,
-                    };
-                    protect_leaf(pt, self.gather, span, attrs, leaf);
+        let mut i = first;
+        while i < last {
+            let n = (run - i % run).min(last - i);
+            // The whole run lies in the range (the range covers this table's part of it).
+            let covered = n == run;
+            for i in i..i + n {
+                // SAFETY: `mem` reaches `child` at `base` (a live table of this tree); i < 512.
+                let slot = unsafe { Slot::new(child, base, i) };
+                let raw = slot.load();
+                let bits = c.piece.base + ((i as u64) << 12);
+                let frame = match arch.decode(raw, 0) {
+                    Entry::Invalid => continue,
+                    Entry::Leaf(frame) => frame,
+                    // No table below level 0: the walker would refuse it the same way.
+                    Entry::Table(_) => return Some(Err(broken(bits, false))),
+                };
+                let new = enc.leaf(frame);
+                // The common cases in line: a permission change written in place (an unhinted
+                // leaf, or one of a run the range covers whole, which keeps its hint).
+                let keep = if raw & hint == 0 { 0 } else { hint };
+                if !hw
+                    && (keep == 0 || covered)
+                    && !arch.needs_break_before_make(raw & !keep, new, 0)
+                {
+                    slot.store(&pt.mem, raw, arch.keep_hardware_bits(raw, new | keep));
+                    if !self.gather.flushes_all() {
+                        self.gather
+                            .invalidate(pt.va_at(bits), PageSize::Size4K, false);
+                    }
+                    continue;
                 }
-                // No table below level 0: the walker would refuse it the same way.
-                Entry::Table(_) => return Some(Err(broken(bits, false))),
+                let leaf = Leaf {
+                    slot,
+                    raw,
+                    level: 0,
+                    frame,
+                    base: bits,
+                };
+                protect_leaf(pt, self.gather, span, attrs, leaf);
             }
+            i += n;
         }
         Some(Ok(()))
     }

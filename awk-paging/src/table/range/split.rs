@@ -75,7 +75,7 @@ pub(super) struct CountSplits {
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for CountSplits {
     type Error = RangeError<MapError>;
 
-    fn visit(&mut self, _pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {
+    fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {
         match c.entry {
             Entry::Invalid => Ok(Step::Next),
             Entry::Leaf(_) => {
@@ -84,10 +84,21 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                 }
                 Ok(Step::Next)
             }
-            // drop_range detaches a table it covers whole without walking it, and splits only
-            // happen to leaves the range covers in part, which such a table cannot hold:
-            // nothing to count (or check) below it. Other passes walk it, so this one does.
+            // Splits only happen to leaves the range covers in part, which a table it covers
+            // whole cannot hold: nothing to count below it. unmap_range and drop_range detach
+            // such a table without walking it: nothing to check either.
             Entry::Table(_) if self.skip_whole && c.piece.whole(c.level) && !c.looped => {
+                Ok(Step::Next)
+            }
+            // protect_range walks it, so this pass checks what that walk could fail on first:
+            // a table of 4 KiB leaves can only be unreachable or on the path (its entries are
+            // leaves or invalid), which is checked here without visiting its 512 entries.
+            Entry::Table(next)
+                if c.level == 1
+                    && c.piece.whole(1)
+                    && !c.looped
+                    && pt.mem.frame_ptr(next).is_some() =>
+            {
                 Ok(Step::Next)
             }
             Entry::Table(next) => Ok(Step::Into(next)),
