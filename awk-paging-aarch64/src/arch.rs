@@ -263,6 +263,14 @@ unsafe impl Arch for A64 {
         PageSizes::ALL
     }
 
+    /// `leaf_entry` stores the address unchanged in bits 47:12 (`pa & OA_MASK`, which an
+    /// aligned address below `1 << pa_bits` passes whole) and derives every other bit from
+    /// `level` and `attrs` alone.
+    #[inline(always)]
+    fn leaf_template(&self, level: u8, attrs: Attrs) -> Option<u64> {
+        Some(self.leaf_entry(PhyAddr::ZERO, level, attrs))
+    }
+
     #[inline(always)]
     fn decode(&self, raw: u64, level: u8) -> Entry {
         let oa = raw & OA_MASK;

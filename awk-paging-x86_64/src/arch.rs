@@ -342,4 +342,12 @@ unsafe impl Arch for X86_64 {
     fn needs_break_before_make(&self, _old: u64, _new: u64, _level: u8) -> bool {
         false
     }
+
+    /// `leaf_entry` stores the address unchanged in bits 51:12 (`pa & ADDR_MASK`, which an
+    /// aligned address below `1 << pa_bits` passes whole) and derives every other bit from
+    /// `level` and `attrs` alone.
+    #[inline(always)]
+    fn leaf_template(&self, level: u8, attrs: Attrs) -> Option<u64> {
+        Some(self.leaf_entry(PhyAddr::ZERO, level, attrs))
+    }
 }

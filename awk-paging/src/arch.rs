@@ -258,6 +258,17 @@ pub unsafe trait Arch: Copy {
     /// The attributes a leaf entry found at `level` grants on its own.
     fn leaf_attrs(&self, raw: u64, level: u8) -> Attrs;
 
+    /// The bits of every leaf at `level` with `attrs` but its output address, if a leaf is
+    /// exactly those bits with the address ORed in: `Some(t)` promises
+    /// `leaf_entry(pa, level, attrs) == t | pa.as_u64()` for every `pa` aligned to the level's
+    /// page size and below `1 << pa_bits()`. Range operations then encode a table's leaves
+    /// with one OR each rather than one [`leaf_entry`](Self::leaf_entry) call each. Default:
+    /// `None` (they call `leaf_entry`).
+    #[inline]
+    fn leaf_template(&self, _level: u8, _attrs: Attrs) -> Option<u64> {
+        None
+    }
+
     /// The attributes a leaf entry found at `level` grants under the table `limits` of every
     /// level above it — what the MMU enforces. Default: [`Limits::apply`].
     #[inline]

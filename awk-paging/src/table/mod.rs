@@ -11,7 +11,8 @@
 //! - `chunk`: pure range arithmetic (entries a range touches, which leaf fits, frame counts).
 //! - `contig`: the contiguous hint, set on complete runs and cleared before runs change.
 //! - `visit`: the one range walker (recursive, post-order) and its visitor trait.
-//! - `range`: map/unmap/protect of ranges as visitors, prepare (count, `reserve`) then commit;
+//! - `range`: map/unmap/protect of ranges as visitors (one file each, plus `split`), prepare
+//!   (count, `reserve`) then commit;
 //!   splitting straddling huge pages; detaching emptied tables into a [`Gather`](crate::Gather).
 //! - `reserve`: frames taken before a range operation commits.
 //! - `alloc`: allocating ranges (fresh data frames, freed after the flush) and identity maps.

@@ -21,6 +21,10 @@ pub(crate) struct Chunk {
     pub(crate) raw: u64,
     /// What that means.
     pub(crate) entry: Entry,
+    /// For a table entry: whether the table it points at is already on the walk's path (a
+    /// recursive slot). The walker refuses to enter such a table; operations that act on a
+    /// whole subtree without entering it must refuse it too.
+    pub(crate) looped: bool,
 }
 
 /// What the walker does after a visit.
@@ -48,6 +52,21 @@ pub(crate) trait Visitor<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>
         _child: PhyAddr,
     ) -> Result<(), Self::Error> {
         Ok(())
+    }
+
+    /// Called instead of the walk of `child`, a table of 4 KiB leaves (level 0) entered through
+    /// `c` (at level 1) and checked not to be on the walk's path: a visitor may handle the
+    /// chunk's entries of it in one loop of its own (no per-entry visit), returning `Some`.
+    /// `None` (the default, also for a table `mem` cannot reach): the walker visits them.
+    /// [`leave`](Self::leave) follows either way.
+    #[inline(always)]
+    fn leaf_table(
+        &mut self,
+        _pt: &mut PageTable<A, M, F, T>,
+        _c: &Chunk,
+        _child: PhyAddr,
+    ) -> Option<Result<(), Self::Error>> {
+        None
     }
 
     /// The error for a table that cannot be reached (or an entry leading back into its path,
@@ -81,18 +100,38 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             let slot =
                 Slot::of(&self.mem, table, piece.index).ok_or(v.broken(piece.start, false))?;
             let raw = slot.load();
+            let entry = self.arch.decode(raw, level);
+            let looped = match entry {
+                Entry::Table(next) => {
+                    let fresh = visited.enter(next);
+                    if fresh {
+                        visited.leave();
+                    }
+                    !fresh
+                }
+                _ => false,
+            };
             let c = Chunk {
                 level,
                 piece,
                 slot,
                 raw,
-                entry: self.arch.decode(raw, level),
+                entry,
+                looped,
             };
             if let Step::Into(child) = v.visit(self, &c)? {
                 if level == 0 || !visited.enter(child) {
                     return Err(v.broken(piece.start, level > 0));
                 }
-                let r = self.walk_table(child, level - 1, piece.start, piece.end, visited, v);
+                let own = if level == 1 {
+                    v.leaf_table(self, &c, child)
+                } else {
+                    None
+                };
+                let r = match own {
+                    Some(r) => r,
+                    None => self.walk_table(child, level - 1, piece.start, piece.end, visited, v),
+                };
                 visited.leave();
                 r?;
                 v.leave(self, &c, child)?;

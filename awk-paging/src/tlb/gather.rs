@@ -186,11 +186,15 @@ impl Gather {
         &self.tables[..self.ntables]
     }
 
-    /// Empties the gather after its work was done.
-    pub(crate) fn clear(&mut self) {
+    /// Forgets the TLB work owed, once done (the detached tables stay).
+    pub(crate) fn clear_owed(&mut self) {
         self.len = 0;
         self.flush_all = false;
         self.publish = false;
+    }
+
+    /// Forgets the detached tables, once freed.
+    pub(crate) fn clear_tables(&mut self) {
         self.ntables = 0;
     }
 }
