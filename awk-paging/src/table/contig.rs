@@ -64,6 +64,36 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
     }
 
+    /// Before a leaf is written into the invalid entry `slot` at `level` (`va`: the first
+    /// address it will map): if another entry of its run is a hinted leaf, clears the hint on
+    /// the whole run as [`unhint`](Self::unhint) does, so the new leaf never joins a run whose
+    /// other entries claim to be one contiguous block (Arm ARM D8.6.1). Only tables taken over
+    /// with `from_root` can hold such a run with a hole (this type unhints a run before removing
+    /// any entry of it), so only those are checked: one pass over the run's entries.
+    #[inline(always)]
+    pub(crate) fn unhint_hole(&mut self, slot: Slot, level: u8, va: VirtAddr) {
+        if !self.adopted {
+            return;
+        }
+        let Some(h) = self.arch.contiguous_hint(level) else {
+            return;
+        };
+        if h.entries > MAX_RUN {
+            return;
+        }
+        let first = slot.index() & !(h.entries - 1);
+        let hinted = (first..first + h.entries).any(|i| {
+            i != slot.index()
+                && Slot::of(&self.mem, slot.table(), i).is_some_and(|s| {
+                    let raw = s.load();
+                    raw & h.bit != 0 && self.arch.decode(raw, level) != Entry::Invalid
+                })
+        });
+        if hinted {
+            self.unhint_run(slot, level, va, h);
+        }
+    }
+
     /// [`unhint`](Self::unhint) of a hinted entry: the whole run.
     #[inline(never)]
     fn unhint_run(&mut self, slot: Slot, level: u8, va: VirtAddr, h: ContiguousHint) -> u64 {

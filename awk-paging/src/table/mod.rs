@@ -139,6 +139,10 @@ pub struct PageTable<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> {
     /// The tables the root links are never detached by range operations (a kernel half shared
     /// with other roots: see [`space`](crate::space)).
     pinned_top: bool,
+    /// The tables were built elsewhere (`from_root`): they may hold a hinted contiguous run
+    /// with an invalid entry, which tables this type builds never do, so a map into an invalid
+    /// entry checks its run first (see `contig.rs`).
+    adopted: bool,
 }
 
 // SAFETY: the only non-`Send` field is the walk cache, whose pointers target tables owned by
@@ -168,7 +172,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     pub fn new(arch: A, mem: M, mut frames: F, tlb: T) -> Result<Self, MapError> {
         let (root, _) = build::take_table_frame(&arch, &mem, &mut frames)?;
         // SAFETY: a zeroed root is a valid empty table, reachable through `mem`, owned by us.
-        Ok(unsafe { Self::from_root(arch, mem, frames, tlb, root) })
+        let mut pt = unsafe { Self::from_root(arch, mem, frames, tlb, root) };
+        pt.adopted = false;
+        Ok(pt)
     }
 
     /// Takes over existing tables rooted at `root` (e.g. the active CR3/TTBR0 tables).
@@ -200,6 +206,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             policy: Policy::default(),
             walk: WalkCache::new(),
             pinned_top: false,
+            adopted: true,
         }
     }
 

@@ -114,7 +114,11 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             WalkError::Recursive => MapError::RecursiveTable,
         })?;
         // The common case: the entry is there and free, and nothing above restricts the leaf.
-        if hit.level == target && hit.entry == Entry::Invalid && !hit.limits.blocks(attrs) {
+        if hit.level == target
+            && hit.entry == Entry::Invalid
+            && !hit.limits.blocks(attrs)
+            && !(self.adopted && self.arch.contiguous_hint(target).is_some())
+        {
             hit.slot.store(&self.mem, hit.raw, leaf);
             return Ok(Flush::publish(self.tlb.clone()));
         }
@@ -140,7 +144,11 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // Nothing can fail from here on.
         let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
         match chain {
-            None => hit.slot.store(&self.mem, hit.raw, leaf),
+            None => {
+                // Into a hole of someone else's hinted run: unhint the run first.
+                self.unhint_hole(hit.slot, target, va);
+                hit.slot.store(&self.mem, hit.raw, leaf)
+            }
             Some(chain) => self.link_chain(hit.slot, hit.raw, chain, attrs),
         }
         Ok(if widened {

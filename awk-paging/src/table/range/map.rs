@@ -293,6 +293,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                             leaf |= bit;
                         }
                     }
+                    // Into a hole of someone else's hinted run: unhint the run first.
+                    pt.unhint_hole(c.slot, c.level, pt.va_at(c.piece.base));
                     c.slot.store(&pt.mem, c.raw, leaf);
                     return Ok(Step::Next);
                 }
