@@ -106,8 +106,16 @@ pub struct A64 {
     va: VaSize,
     half: Half,
     pa_bits: u8,
+    /// The output-address bits at or above the PA size: an entry with any of them set raises
+    /// an Address size fault (derived from `pa_bits`, kept so `decode` tests one mask).
+    above_pa: u64,
     /// Which AttrIndx each memory type uses (the kernel's MAIR_EL1 layout).
     mair: mair::MairLayout,
+}
+
+/// The output-address bits at or above `bits` (of 32..=48).
+const fn above_pa(bits: u8) -> u64 {
+    OA_MASK & !((1u64 << bits) - 1)
 }
 
 impl Default for A64 {
@@ -130,6 +138,7 @@ impl A64 {
             va,
             half,
             pa_bits: 48,
+            above_pa: above_pa(48),
             mair: mair::MairLayout::DEFAULT,
         }
     }
@@ -152,6 +161,7 @@ impl A64 {
         } else {
             bits
         };
+        self.above_pa = above_pa(self.pa_bits);
         self
     }
 
@@ -273,12 +283,13 @@ unsafe impl Arch for A64 {
 
     #[inline(always)]
     fn decode(&self, raw: u64, level: u8) -> Entry {
-        let oa = raw & OA_MASK;
-        // An output address wider than the configured PA size is an Address size fault on the
-        // hardware: the walk stops there, exactly as for an invalid entry.
-        if oa >> self.pa_bits != 0 {
+        // Not valid, or an output address wider than the configured PA size (an Address size
+        // fault on the hardware: the walk stops there, exactly as for an invalid entry): one
+        // test for both.
+        if raw & (b::VALID | self.above_pa) != b::VALID {
             return Entry::Invalid;
         }
+        let oa = raw & OA_MASK;
         // bits[1:0]: 0b11 table (levels 3..1 here) or page (level 0 here); 0b01 block at
         // Arm levels 1 and 2 (our 2 and 1), reserved (invalid) elsewhere.
         // A leaf with AF = 0 raises an Access flag fault (hardware AF updates are off), so the
@@ -314,6 +325,14 @@ unsafe impl Arch for A64 {
             no_exec: raw & b::PXN_TABLE != 0,
             no_user_exec: raw & b::UXN_TABLE != 0,
         }
+    }
+
+    #[inline(always)]
+    fn table_limit_bits(&self, raw: u64, _level: u8) -> u8 {
+        // PXNTable, UXNTable, APTable[0], APTable[1] (bits 59..=62) are Limits::bits' order.
+        const _: () = assert!(b::PXN_TABLE == 1 << 59 && b::UXN_TABLE == 1 << 60);
+        const _: () = assert!(b::AP_TABLE_NO_EL0 == 1 << 61 && b::AP_TABLE_RO == 1 << 62);
+        ((raw >> 59) & 0xf) as u8
     }
 
     #[inline]

@@ -373,3 +373,44 @@ fn mair_table_and_index_mapping_agree() {
         0x00_00_00_00_04_44_aa_ff
     );
 }
+
+/// The walker's packed table limits (`table_limit_bits`) from the Arm ARM's table-descriptor
+/// bits (D8.3: PXNTable = bit 59, UXNTable = bit 60, APTable = bits 62:61; `Limits::bits`
+/// order: no_exec, no_user_exec, no_user, no_write), for every combination, with unrelated
+/// bits (NSTable, output address, valid/table) set or not; and the same as `table_limits`.
+#[test]
+fn packed_table_limits_follow_the_arm_arm_bits() {
+    use awk_paging::arch::Limits;
+    let regime = A64::default();
+    for combo in 0u64..16 {
+        let (pxn, uxn, ap0, ap1) = (
+            combo & 1 != 0,
+            combo & 2 != 0,
+            combo & 4 != 0,
+            combo & 8 != 0,
+        );
+        for noise in [
+            0u64,
+            0b11 | 0x0000_0000_4000_0000,
+            (1 << 63) | 0b11 | 0x0000_ffff_ffff_f000,
+        ] {
+            let raw = noise
+                | u64::from(pxn) << 59
+                | u64::from(uxn) << 60
+                | u64::from(ap0) << 61
+                | u64::from(ap1) << 62;
+            let want = Limits {
+                no_write: ap1,
+                no_user: ap0,
+                no_exec: pxn,
+                no_user_exec: uxn,
+            };
+            for level in 1..=3 {
+                assert_eq!(regime.table_limits(raw, level), want, "{raw:#x}");
+                let bits = regime.table_limit_bits(raw, level);
+                assert_eq!(bits, combo as u8, "{raw:#x}");
+                assert_eq!(Limits::from_bits(bits), want, "{raw:#x}");
+            }
+        }
+    }
+}

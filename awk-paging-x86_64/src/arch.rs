@@ -38,6 +38,14 @@ const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 pub struct X86_64 {
     gigapages: bool,
     pa_bits: u8,
+    /// The address bits at or above MAXPHYADDR: reserved, so an entry with any of them set is
+    /// invalid (derived from `pa_bits`, kept so `decode` tests them with one mask).
+    above_pa: u64,
+}
+
+/// The address bits at or above `bits` (of 32..=52).
+const fn above_pa(bits: u8) -> u64 {
+    ADDR_MASK & !((1u64 << bits) - 1)
 }
 
 impl Default for X86_64 {
@@ -58,6 +66,7 @@ impl X86_64 {
         X86_64 {
             gigapages: false,
             pa_bits: 52,
+            above_pa: above_pa(52),
         }
     }
 
@@ -91,6 +100,7 @@ impl X86_64 {
         } else {
             bits
         };
+        self.above_pa = above_pa(self.pa_bits);
         self
     }
 
@@ -168,11 +178,9 @@ unsafe impl Arch for X86_64 {
 
     #[inline(always)]
     fn decode(&self, raw: u64, level: u8) -> Entry {
-        if raw & F::PRESENT.bits() == 0 {
-            return Entry::Invalid;
-        }
-        // Address bits at or above MAXPHYADDR are reserved (bits 51:M must be 0).
-        if (raw & ADDR_MASK) >> self.pa_bits != 0 {
+        // Not present, or address bits at or above MAXPHYADDR set (bits 51:M are reserved and
+        // must be 0): one test for both.
+        if raw & (F::PRESENT.bits() | self.above_pa) != F::PRESENT.bits() {
             return Entry::Invalid;
         }
         let huge = raw & F::HUGE_PAGE.bits() != 0;
@@ -221,6 +229,15 @@ unsafe impl Arch for X86_64 {
             no_exec: nx,
             no_user_exec: nx,
         }
+    }
+
+    #[inline(always)]
+    fn table_limit_bits(&self, raw: u64, _level: u8) -> u8 {
+        // no_write (bit 3) = !R/W (entry bit 1), no_user (bit 2) = !U/S (entry bit 2), XD
+        // (entry bit 63) forbids both kinds of execution (bits 0 and 1).
+        let off = !raw;
+        let wu = ((off & F::WRITABLE.bits()) << 2) | (off & F::USER_ACCESSIBLE.bits());
+        wu as u8 | ((raw >> 63) as u8 * 0b11)
     }
 
     #[inline]

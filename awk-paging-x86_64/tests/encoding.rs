@@ -168,3 +168,38 @@ fn user_mappings_open_the_table_entries_above_them() {
         "kernel leaf stays supervisor-only"
     );
 }
+
+/// The walker's packed table limits (`table_limit_bits`) from the SDM's table-entry bits
+/// (R/W = bit 1, U/S = bit 2, XD = bit 63; `Limits::bits` order: no_exec, no_user_exec,
+/// no_user, no_write), for every combination, with unrelated bits set or not; and the same as
+/// the unpacked `table_limits`.
+#[test]
+fn packed_table_limits_follow_the_sdm_bits() {
+    use awk_paging::arch::{Arch, Limits};
+    let regime = X86_64::new();
+    for combo in 0u64..8 {
+        let (rw, us, xd) = (combo & 1 != 0, combo & 2 != 0, combo & 4 != 0);
+        for noise in [
+            0u64,
+            0x0000_0000_1234_5000 | 1 | (1 << 5) | (1 << 6),
+            0x7ff0_0000_0000_0e19,
+        ] {
+            let noise = noise & !((1 << 1) | (1 << 2) | (1 << 63));
+            let raw = noise | u64::from(rw) << 1 | u64::from(us) << 2 | u64::from(xd) << 63;
+            let want = Limits {
+                no_write: !rw,
+                no_user: !us,
+                no_exec: xd,
+                no_user_exec: xd,
+            };
+            for level in 1..=3 {
+                assert_eq!(regime.table_limits(raw, level), want, "{raw:#x}");
+                let bits = regime.table_limit_bits(raw, level);
+                let expect =
+                    u8::from(xd) | u8::from(xd) << 1 | u8::from(!us) << 2 | u8::from(!rw) << 3;
+                assert_eq!(bits, expect, "{raw:#x}");
+                assert_eq!(Limits::from_bits(bits), want, "{raw:#x}");
+            }
+        }
+    }
+}

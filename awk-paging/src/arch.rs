@@ -73,6 +73,44 @@ impl Limits {
         }
     }
 
+    /// The limits as four bits: bit 0 `no_exec`, bit 1 `no_user_exec`, bit 2 `no_user`, bit 3
+    /// `no_write` (the order of AArch64's PXNTable, UXNTable, APTable\[0\], APTable\[1\]), so
+    /// the union of two is one OR. The walker accumulates limits in this form
+    /// ([`Arch::table_limit_bits`]).
+    ///
+    /// ```
+    /// use awk_paging::arch::Limits;
+    /// let l = Limits { no_write: true, no_exec: true, ..Limits::NONE };
+    /// assert_eq!(l.bits(), 0b1001);
+    /// assert_eq!(Limits::from_bits(l.bits()), l);
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub const fn bits(self) -> u8 {
+        (self.no_exec as u8)
+            | (self.no_user_exec as u8) << 1
+            | (self.no_user as u8) << 2
+            | (self.no_write as u8) << 3
+    }
+
+    /// The limits [`bits`](Self::bits) stands for (bits 4..=7 are ignored).
+    ///
+    /// ```
+    /// use awk_paging::arch::Limits;
+    /// assert_eq!(Limits::from_bits(0b0100), Limits { no_user: true, ..Limits::NONE });
+    /// assert_eq!(Limits::from_bits(0xf0), Limits::NONE);
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub const fn from_bits(bits: u8) -> Limits {
+        Limits {
+            no_exec: bits & 1 != 0,
+            no_user_exec: bits & 2 != 0,
+            no_user: bits & 4 != 0,
+            no_write: bits & 8 != 0,
+        }
+    }
+
     /// Whether nothing is restricted.
     ///
     /// ```
@@ -180,6 +218,14 @@ pub unsafe trait Arch: Copy {
     #[inline]
     fn table_limits(&self, _raw: u64, _level: u8) -> Limits {
         Limits::NONE
+    }
+
+    /// [`table_limits`](Self::table_limits) as [`Limits::bits`]: what the walker calls on every
+    /// table entry it passes, so formats override it with a few bit operations. Must equal
+    /// `self.table_limits(raw, level).bits()`.
+    #[inline(always)]
+    fn table_limit_bits(&self, raw: u64, level: u8) -> u8 {
+        self.table_limits(raw, level).bits()
     }
 
     /// `raw` (an existing table entry whose [`table_limits`](Self::table_limits) block `attrs`)

@@ -112,3 +112,66 @@ fn walks_from_cached_tables_match_walks_from_the_root() {
         assert_eq!(gone.frame, PhyAddr::new(va));
     }
 }
+
+/// Loops met by walks that start at a cached table (the fast path): a table entry leading back
+/// to a table on the path is refused, by translate and by map, whichever cached table the walk
+/// starts at; nothing is written through it.
+#[test]
+fn loops_are_refused_from_cached_tables() {
+    use awk_paging::arch::{table_index, Arch, Entry};
+    use awk_paging::{Attrs, MapError};
+    let arch = EmuArch::default();
+    let mem = EmuMemory::new(64);
+    let mut pt = PageTable::new(arch, &mem, &mem, NoTlb).unwrap();
+    let good = VirtAddr::new(GIB + 0x1000);
+    unsafe { pt.map(good, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }
+        .unwrap()
+        .flush();
+    // The path to `good`: root (level 3), then the tables at levels 2 and 1.
+    let next = |table: PhyAddr, level: u8| {
+        let raw = mem
+            .read_u64(PhyAddr::new(
+                table.as_u64() + 8 * table_index(good, level) as u64,
+            ))
+            .unwrap();
+        match arch.decode(raw, level) {
+            Entry::Table(t) => t,
+            e => panic!("{e:?}"),
+        }
+    };
+    let l2 = next(pt.root(), 3);
+    let l1 = next(l2, 2);
+    let link = |table: PhyAddr, index: u64, to: PhyAddr| {
+        assert!(mem.write_u64(
+            PhyAddr::new(table.as_u64() + 8 * index),
+            arch.table_entry(to, Attrs::from(Flags::RW))
+        ));
+    };
+    // Level-1 entry 100 → its own parent (level 2); level-2 entry 7 → the root. Index 0x1ff
+    // below each (where a walk that entered the loop would read next) is invalid in both.
+    link(l1, 100, l2);
+    link(l2, 7, pt.root());
+    let via_l1 = VirtAddr::new(GIB + 100 * 0x20_0000 + 0x1ff * 0x1000);
+    let via_l2 = VirtAddr::new(7 * GIB + 0x1ff * 0x20_0000 + 0x1ff * 0x1000);
+    let before = |t: PhyAddr| mem.read_u64(PhyAddr::new(t.as_u64() + 8 * 0x1ff)).unwrap();
+    let (l2_before, root_before) = (before(l2), before(pt.root()));
+    for probe in [via_l1, via_l2] {
+        for warm in [good, VirtAddr::new(GIB + 0x20_0000)] {
+            // Warm the cache (leaf table, or table of 2 MiB entries, of `good`'s GiB).
+            let _ = pt.translate(warm);
+            assert_eq!(
+                pt.translate(probe),
+                Err(TranslateError::InvalidPageTable),
+                "{probe:?}"
+            );
+            let _ = pt.translate(warm);
+            let err = unsafe { pt.map(probe, PhyAddr::new(0), PageSize::Size4K, Flags::RO) };
+            assert_eq!(err.unwrap_err(), MapError::RecursiveTable, "{probe:?}");
+            let _ = pt.translate(warm);
+            let err = unsafe { pt.unmap(probe, PageSize::Size4K) };
+            assert!(err.is_err(), "{probe:?}");
+        }
+    }
+    assert_eq!((before(l2), before(pt.root())), (l2_before, root_before));
+    assert_eq!(pt.translate(good).unwrap().pa, PhyAddr::new(0x9000));
+}

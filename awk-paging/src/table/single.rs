@@ -35,7 +35,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             page: va.align_down(size),
             frame,
             size,
-            attrs: self.arch.effective_attrs(hit.raw, hit.level, hit.limits),
+            attrs: self
+                .arch
+                .effective_attrs(hit.raw, hit.level, hit.limits.get()),
         })
     }
 
@@ -116,7 +118,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // The common case: the entry is there and free, and nothing above restricts the leaf.
         if hit.level == target
             && hit.entry == Entry::Invalid
-            && !hit.limits.blocks(attrs)
+            && !hit.limits.get().blocks(attrs)
             && !(self.adopted && self.arch.contiguous_hint(target).is_some())
         {
             hit.slot.store(&self.mem, hit.raw, leaf);
@@ -142,7 +144,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             Entry::Invalid => Some(self.build_chain(va, hit.level, target, leaf, attrs)?),
         };
         // Nothing can fail from here on.
-        let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
+        let widened = hit.limits.get().blocks(attrs) && self.widen_path(va, hit.level, attrs);
         match chain {
             None => {
                 // Into a hole of someone else's hinted run: unhint the run first.
@@ -243,7 +245,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let attrs = attrs.into();
         attrs.validate(self.policy)?;
         let (hit, frame) = self.leaf_at(va, size)?;
-        let widened = hit.limits.blocks(attrs) && self.widen_path(va, hit.level, attrs);
+        let widened = hit.limits.get().blocks(attrs) && self.widen_path(va, hit.level, attrs);
         let hw = self.arch.hardware_updates_entries();
         // The software bit (a copy-on-write mark) is the page's state, not an attribute.
         let new =
@@ -275,7 +277,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     }
 
     /// The leaf mapping the page of `size` that starts at `va` (translated by this regime),
-    /// with its frame.
+    /// with its frame. The walk stops at the level of `size`; what else it finds there is
+    /// sorted out by [`leaf_error`](Self::leaf_error), off the hot path.
     #[inline(always)]
     pub(crate) fn leaf_at(
         &self,
@@ -286,21 +289,47 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return Err(LeafError::NotAligned);
         }
         self.arch.check_va(va).map_err(LeafError::Addr)?;
-        let hit = self.find(va).map_err(|e| match e {
+        let target = size.level();
+        match self.find_to(va, target) {
+            Ok(hit) => match hit.entry {
+                Entry::Leaf(frame) if hit.level == target => Ok((hit, frame)),
+                _ => Err(self.leaf_error(va, target, hit)),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Why the walk to `va` (for a leaf at `target`) ended at `hit` instead: nothing mapped,
+    /// a larger page around `va`, or a table where the leaf should be (then the walk goes on
+    /// to report the smaller page below it, if there is one at `va`).
+    #[cold]
+    #[inline(never)]
+    fn leaf_error(&self, va: VirtAddr, target: u8, hit: Hit) -> LeafError {
+        let hit = match hit.entry {
+            Entry::Table(_) => match self.find(va) {
+                Ok(below) => below,
+                Err(e) => return e.into(),
+            },
+            _ => hit,
+        };
+        let Entry::Leaf(_) = hit.entry else {
+            return LeafError::NotMapped;
+        };
+        match PageSize::from_level(hit.level) {
+            Some(found) if hit.level > target => LeafError::InsideHugePage(found),
+            Some(found) => LeafError::SizeMismatch(found),
+            None => LeafError::InvalidTable,
+        }
+    }
+}
+
+impl From<WalkError> for LeafError {
+    #[inline]
+    fn from(e: WalkError) -> Self {
+        match e {
             WalkError::Unreachable => LeafError::InvalidTable,
             WalkError::Recursive => LeafError::Recursive,
-        })?;
-        let Entry::Leaf(frame) = hit.entry else {
-            return Err(LeafError::NotMapped);
-        };
-        let found = PageSize::from_level(hit.level).ok_or(LeafError::InvalidTable)?;
-        if found > size {
-            return Err(LeafError::InsideHugePage(found));
         }
-        if found < size {
-            return Err(LeafError::SizeMismatch(found));
-        }
-        Ok((hit, frame))
     }
 }
 

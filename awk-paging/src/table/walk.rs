@@ -21,7 +21,7 @@ pub(crate) struct Hit {
     /// What that means.
     pub(crate) entry: Entry,
     /// The restrictions of every table entry above it.
-    pub(crate) limits: Limits,
+    pub(crate) limits: Packed,
 }
 
 /// Why a walk could not reach a leaf or invalid entry.
@@ -34,11 +34,35 @@ pub(crate) enum WalkError {
     Recursive,
 }
 
-/// The walk cache: the tables the last walk passed through, root first (`table[k]` is the table
-/// at level `levels - 1 - k`, reached at `base[k]`), with the limits above each. A walk starts at
-/// the deepest cached table whose span contains its address (the leaf table for neighbouring
-/// 4 KiB pages, the table of 2 MiB entries for 2 MiB pages and for 4 KiB pages elsewhere in the
-/// same 1 GiB, ...), and the path doubles as the loop check's list of tables already visited.
+/// [`Limits`] as [`Limits::bits`]: what the walk cache stores and a walk accumulates (the
+/// union of two is one OR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Packed(u8);
+
+impl Packed {
+    const NONE: Packed = Packed(0);
+
+    /// The limits these bits stand for.
+    #[inline(always)]
+    pub(crate) fn get(self) -> Limits {
+        Limits::from_bits(self.0)
+    }
+}
+
+/// No table cached (`WalkCache::low`).
+const EMPTY: u8 = u8::MAX;
+
+/// Never the address of a table (not 4 KiB-aligned): what unused path slots hold, so the loop
+/// check may compare against them without knowing the number of levels.
+const NO_TABLE: PhyAddr = PhyAddr::new(u64::MAX);
+
+/// The walk cache: the tables the last walk passed through, indexed by level (`table[l]` is
+/// the table at level `l`, reached at `base[l]`, with the limits of every table entry above it
+/// in `limits[l]`). The tables at levels `low..=top` are cached and form the path from the root
+/// to `va`. A walk starts at the deepest cached table whose span contains its address (the
+/// leaf table for neighbouring 4 KiB pages, the table of 2 MiB entries for 2 MiB pages and for
+/// 4 KiB pages elsewhere in the same 1 GiB, ...), and the path above it doubles as the loop
+/// check's list of tables already visited.
 ///
 /// It caches tables, never entries: every entry is read afresh, so a split or a new link below
 /// a cached table is seen at once. It is cleared whenever a table could be unlinked or freed, or
@@ -47,39 +71,74 @@ pub(crate) enum WalkError {
 /// forwarding on the hot path).
 #[derive(Debug)]
 pub(crate) struct WalkCache {
-    /// An address whose walk passed through every table of the path.
+    /// An address whose walk passed through every cached table.
     va: Cell<u64>,
-    /// How many tables of the path are valid (0: none).
-    len: Cell<usize>,
+    /// The lowest cached level ([`EMPTY`]: none).
+    low: Cell<u8>,
     table: [Cell<PhyAddr>; MAX_LEVELS],
     base: [Cell<NonNull<u64>>; MAX_LEVELS],
-    /// The restrictions of every table entry above each table.
-    limits: [Cell<Limits>; MAX_LEVELS],
+    limits: [Cell<Packed>; MAX_LEVELS],
 }
 
 impl WalkCache {
     pub(crate) const fn new() -> WalkCache {
         WalkCache {
             va: Cell::new(0),
-            len: Cell::new(0),
-            table: [const { Cell::new(PhyAddr::ZERO) }; MAX_LEVELS],
+            low: Cell::new(EMPTY),
+            table: [const { Cell::new(NO_TABLE) }; MAX_LEVELS],
             base: [const { Cell::new(NonNull::dangling()) }; MAX_LEVELS],
-            limits: [const { Cell::new(Limits::NONE) }; MAX_LEVELS],
+            limits: [const { Cell::new(Packed::NONE) }; MAX_LEVELS],
         }
     }
 
     /// Forgets every cached table.
     #[inline(always)]
     pub(crate) fn clear(&self) {
-        self.len.set(0);
+        self.low.set(EMPTY);
     }
 
+    /// The cached table at `level` (which the caller checked is cached).
     #[inline(always)]
-    fn set(&self, depth: usize, table: PhyAddr, base: NonNull<u64>, limits: Limits) {
-        self.table[depth].set(table);
-        self.base[depth].set(base);
-        self.limits[depth].set(limits);
+    fn at(&self, level: u8) -> Cur {
+        let l = usize::from(level);
+        Cur {
+            table: self.table[l].get(),
+            base: self.base[l].get(),
+            limits: self.limits[l].get(),
+        }
     }
+
+    /// Records `cur` as the table at `level`, the new deepest one of the path to `va`.
+    #[inline(always)]
+    fn push(&self, level: u8, cur: Cur, va: VirtAddr) {
+        let l = usize::from(level);
+        self.table[l].set(cur.table);
+        self.base[l].set(cur.base);
+        self.limits[l].set(cur.limits);
+        self.low.set(level);
+        self.va.set(va.as_u64());
+    }
+
+    /// Whether `next` is one of the cached tables at `from..=top` (the path above a table
+    /// entered from level `from`). Slots above the top level hold [`NO_TABLE`].
+    #[inline(always)]
+    fn on_path(&self, from: u8, top: u8, next: PhyAddr) -> bool {
+        let mut l = usize::from(from);
+        let mut found = false;
+        while l <= usize::from(top) && l < MAX_LEVELS {
+            found |= self.table[l].get() == next;
+            l += 1;
+        }
+        found
+    }
+}
+
+/// A table being walked: where it is and what the entries above it forbid.
+#[derive(Clone, Copy)]
+struct Cur {
+    table: PhyAddr,
+    base: NonNull<u64>,
+    limits: Packed,
 }
 
 /// The span of one table at `level` (what one entry of the level above covers), as a shift.
@@ -125,190 +184,162 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// Walks from the root to the first leaf or invalid entry on the way to `va` (or to the
     /// entry at `stop`, whatever it is, if the walk gets that far), starting at the deepest
     /// table the walk cache holds for `va` (not below `stop`) and recording the tables it
-    /// passes.
+    /// enters.
     ///
-    /// Inline ([`cached_walk`](Self::cached_walk)): walks that start at the cached leaf table,
-    /// table of 2 MiB entries or table of 1 GiB entries, each level probed with the level
-    /// known, so the decoding folds. Everything else is [`walk`](Self::walk).
+    /// Inline: walks that start at the cached leaf table, table of 2 MiB entries or table of
+    /// 1 GiB entries, each level probed with the level known, so the decoding folds, and the
+    /// table entered kept in registers. Everything else (a walk from the root or the top
+    /// levels, a loop, an unreachable table) is [`walk`](Self::walk).
     #[inline(always)]
     pub(crate) fn find_to(&self, va: VirtAddr, stop: u8) -> Result<Hit, WalkError> {
-        if let Some(hit) = self.cached_walk(va, stop) {
-            return Ok(hit);
+        let top = self.arch.levels().saturating_sub(1);
+        let c = &self.walk;
+        let same = va.as_u64() ^ c.va.get();
+        let low = c.low.get();
+        if top >= 2 {
+            let hit = if stop == 0 && low == 0 && same >> table_shift(0) == 0 {
+                // The cached leaf table covers `va`.
+                let hit = self.probe(va, 0, c.at(0));
+                (!matches!(hit.entry, Entry::Table(_))).then_some(hit)
+            } else if stop <= 1 && low <= 1 && same >> table_shift(1) == 0 {
+                self.walk_from(va, 1, stop, top)
+            } else if stop <= 2 && low <= 2 && same >> table_shift(2) == 0 {
+                self.walk_from(va, 2, stop, top)
+            } else {
+                None
+            };
+            if let Some(hit) = hit {
+                return Ok(hit);
+            }
         }
-        let top = usize::from(self.arch.levels().saturating_sub(1));
-        let depth = self.walk(va, stop)?;
-        Ok(self.probe(va, depth, (top - depth) as u8))
+        let level = self.walk(va, stop)?;
+        Ok(self.probe(va, level, self.walk.at(level)))
     }
 
-    /// [`find_to`](Self::find_to) from the cached leaf table, table of 2 MiB entries or table
-    /// of 1 GiB entries covering `va` (the deepest), descending through at most the two levels
-    /// below it and recording what it enters; `None` where the cache does not cover `va` at one
-    /// of those levels or the walk meets anything [`walk`](Self::walk) must handle (an entry
-    /// back into the path, an unreachable table, a table entry in a leaf table).
+    /// [`find_to`](Self::find_to) from the cached table at `start` (1 or 2, covering `va`,
+    /// at or above `stop`) down through at most the levels below it; `None` where the walk
+    /// meets anything [`walk`](Self::walk) must handle (an entry back into the path, an
+    /// unreachable table, a table entry in a leaf table).
     #[inline(always)]
-    fn cached_walk(&self, va: VirtAddr, stop: u8) -> Option<Hit> {
-        let top = usize::from(self.arch.levels().saturating_sub(1));
-        let c = &self.walk;
-        let (len, same) = (c.len.get(), va.as_u64() ^ c.va.get());
-        let table = |h: &Hit| matches!(h.entry, Entry::Table(_));
-        if stop == 0 && top >= 1 && len == top + 1 && same >> table_shift(0) == 0 {
-            // The cached leaf table covers `va`.
-            let hit = self.probe(va, top, 0);
-            return (!table(&hit)).then_some(hit);
-        }
-        if top < 2 || stop > 1 {
-            return None;
-        }
-        if len < top || same >> table_shift(1) != 0 {
-            // Not the cached table of 2 MiB entries: the table of 1 GiB entries, one level up.
-            if len + 1 < top || same >> table_shift(2) != 0 {
-                return None;
-            }
-            let hit = self.probe(va, top - 2, 2);
-            let Entry::Table(next) = hit.entry else {
-                return Some(hit);
-            };
-            if !self.descend(va, top - 2, hit.raw, next) {
-                return None;
+    fn walk_from(&self, va: VirtAddr, start: u8, stop: u8, top: u8) -> Option<Hit> {
+        let mut cur = self.walk.at(start);
+        if start == 2 {
+            let hit = self.probe(va, 2, cur);
+            match hit.entry {
+                Entry::Table(next) if stop < 2 => cur = self.enter(va, &hit, next, top)?,
+                _ => return Some(hit),
             }
         }
-        // The table of 2 MiB entries covering `va` is cached now.
-        let hit = self.probe(va, top - 1, 1);
+        let hit = self.probe(va, 1, cur);
         match hit.entry {
-            Entry::Table(next) if stop == 0 => {
-                if !self.descend(va, top - 1, hit.raw, next) {
-                    return None;
-                }
-            }
+            Entry::Table(next) if stop == 0 => cur = self.enter(va, &hit, next, top)?,
             _ => return Some(hit),
         }
-        let hit = self.probe(va, top, 0);
-        (!table(&hit)).then_some(hit)
+        let hit = self.probe(va, 0, cur);
+        (!matches!(hit.entry, Entry::Table(_))).then_some(hit)
     }
 
-    /// Enters `next` (the table entry `raw` of the cached table at `depth` points to) for
-    /// `va`: records it at `depth + 1` and makes the path lead to `va`. `false` (nothing
-    /// recorded) if `next` is already on the path or cannot be reached: the full walk then
-    /// reports it.
+    /// Enters `next`, the table the table entry `hit` points to, on the walk to `va`: records
+    /// it in the walk cache as the deepest table of the path. `None` (nothing recorded) if
+    /// `next` is already on the path or cannot be reached: the full walk then reports it.
     #[inline(always)]
-    fn descend(&self, va: VirtAddr, depth: usize, raw: u64, next: PhyAddr) -> bool {
+    fn enter(&self, va: VirtAddr, hit: &Hit, next: PhyAddr, top: u8) -> Option<Cur> {
         let c = &self.walk;
-        if depth + 1 >= MAX_LEVELS {
-            return false;
+        if c.on_path(hit.level, top, next) {
+            return None;
         }
-        let mut k = 0;
-        while k <= depth {
-            if c.table[k].get() == next {
-                return false;
-            }
-            k += 1;
-        }
-        let Some(base) = self.mem.frame_ptr(next) else {
-            return false;
+        let cur = Cur {
+            table: next,
+            base: self.mem.frame_ptr(next)?.cast(),
+            limits: self.limits_below(hit.limits, hit.raw, hit.level),
         };
-        let level = self.arch.levels().saturating_sub(1) - depth as u8;
-        let limits = c.limits[depth]
-            .get()
-            .union(self.arch.table_limits(raw, level));
-        c.set(depth + 1, next, base.cast(), limits);
-        c.len.set(depth + 2);
-        c.va.set(va.as_u64());
-        true
+        c.push(hit.level - 1, cur, va);
+        Some(cur)
     }
 
-    /// The entry for `va` in the cached table at `depth` (at `level`), as a [`Hit`].
+    /// `above` (the limits over a table) with those of its table entry `raw` at `level`
+    /// added: what the table `raw` points to inherits.
     #[inline(always)]
-    fn probe(&self, va: VirtAddr, depth: usize, level: u8) -> Hit {
-        let c = &self.walk;
-        // SAFETY: the cached table is live (cache invariant: cleared whenever a table could be
-        // unlinked or freed); index < 512.
-        let slot = unsafe {
-            Slot::new(
-                c.table[depth].get(),
-                c.base[depth].get(),
-                table_index(va, level),
-            )
-        };
+    fn limits_below(&self, above: Packed, raw: u64, level: u8) -> Packed {
+        Packed(above.0 | self.arch.table_limit_bits(raw, level))
+    }
+
+    /// The entry for `va` in the table `cur` at `level`, as a [`Hit`].
+    #[inline(always)]
+    fn probe(&self, va: VirtAddr, level: u8, cur: Cur) -> Hit {
+        // SAFETY: `cur.base` is what `mem` returned for `cur.table`, now or when the table was
+        // cached (the cache only holds live tables: cleared whenever a table could be unlinked
+        // or freed); index < 512.
+        let slot = unsafe { Slot::new(cur.table, cur.base, table_index(va, level)) };
         let raw = slot.load();
         Hit {
             level,
             slot,
             raw,
             entry: self.arch.decode(raw, level),
-            limits: c.limits[depth].get(),
+            limits: cur.limits,
         }
     }
 
-    /// [`find_to`](Self::find_to)'s descent: from the deepest cached table covering `va` at or
-    /// above `stop` (or the root), recording every table it enters in the walk cache, down to
-    /// the table whose entry for `va` ends the walk. Returns that table's depth in the cache
-    /// (whose path then leads to `va`).
+    /// [`find_to`](Self::find_to)'s general descent: from the deepest cached table covering
+    /// `va` at or above `stop` (or the root), recording every table it enters in the walk
+    /// cache, down to the table whose entry for `va` ends the walk. Returns that table's level
+    /// (the deepest cached one now). Small result on purpose: the caller probes the entry
+    /// again, so its [`Hit`] stays in registers.
     #[inline(never)]
-    fn walk(&self, va: VirtAddr, stop: u8) -> Result<usize, WalkError> {
+    fn walk(&self, va: VirtAddr, stop: u8) -> Result<u8, WalkError> {
         let top = self.arch.levels().saturating_sub(1);
+        if usize::from(top) >= MAX_LEVELS {
+            return Err(WalkError::Unreachable);
+        }
         let c = &self.walk;
         let same = va.as_u64() ^ c.va.get();
-        // The deepest cached table covering `va` at or above `stop`; depth 0 is the root.
-        let mut depth = c.len.get().min(usize::from(top) + 1);
-        let start = loop {
-            if depth <= 1 {
-                break None;
-            }
-            depth -= 1;
-            let level = top - depth as u8;
-            if level >= stop && same >> table_shift(level) == 0 {
-                break Some((
-                    c.table[depth].get(),
-                    c.base[depth].get(),
-                    c.limits[depth].get(),
-                ));
-            }
-        };
-        let (mut table, mut base, mut limits) = match start {
-            Some(t) => t,
-            None => {
-                depth = 0;
-                let root = self.root;
-                let base = self
+        // The deepest cached table covering `va` at or above `stop`; the root covers all.
+        let mut level = c.low.get().max(stop);
+        while level < top && same >> table_shift(level) != 0 {
+            level += 1;
+        }
+        let mut cur = if level < top {
+            c.at(level)
+        } else {
+            level = top;
+            let root = Cur {
+                table: self.root,
+                base: self
                     .mem
-                    .frame_ptr(root)
+                    .frame_ptr(self.root)
                     .ok_or(WalkError::Unreachable)?
-                    .cast();
-                c.set(0, root, base, Limits::NONE);
-                (root, base, Limits::NONE)
-            }
+                    .cast(),
+                limits: Packed::NONE,
+            };
+            c.push(top, root, va);
+            root
         };
-        let mut level = top - depth as u8;
-        // From here on the path up to `depth` leads to `va`.
-        c.len.set(depth + 1);
+        // From here on the cached path down to `level` leads to `va`.
+        c.low.set(level);
         c.va.set(va.as_u64());
         loop {
-            // SAFETY: `base` is what `mem` returned for `table` (now or when it was cached; the
-            // cache only holds live tables); index < 512.
-            let slot = unsafe { Slot::new(table, base, table_index(va, level)) };
-            let raw = slot.load();
-            match self.arch.decode(raw, level) {
+            let hit = self.probe(va, level, cur);
+            match hit.entry {
                 Entry::Table(next) if level > stop => {
                     // Loop check: the cached path is the tables visited so far.
-                    if c.table[..=depth].iter().any(|t| t.get() == next) || depth + 1 >= MAX_LEVELS
-                    {
+                    if c.on_path(level, top, next) {
                         return Err(WalkError::Recursive);
                     }
-                    let next_base = self
-                        .mem
-                        .frame_ptr(next)
-                        .ok_or(WalkError::Unreachable)?
-                        .cast();
-                    limits = limits.union(self.arch.table_limits(raw, level));
-                    depth += 1;
-                    c.set(depth, next, next_base, limits);
-                    c.len.set(depth + 1);
-                    table = next;
-                    base = next_base;
+                    cur = Cur {
+                        table: next,
+                        base: self
+                            .mem
+                            .frame_ptr(next)
+                            .ok_or(WalkError::Unreachable)?
+                            .cast(),
+                        limits: self.limits_below(cur.limits, hit.raw, level),
+                    };
                     level -= 1;
+                    c.push(level, cur, va);
                 }
                 Entry::Table(_) if level == 0 => return Err(WalkError::Unreachable),
-                _ => return Ok(depth),
+                _ => return Ok(level),
             }
         }
     }
