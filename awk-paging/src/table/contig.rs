@@ -69,7 +69,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// the whole run as [`unhint`](Self::unhint) does, so the new leaf never joins a run whose
     /// other entries claim to be one contiguous block (Arm ARM D8.6.1). Only tables taken over
     /// with `from_root` can hold such a run with a hole (this type unhints a run before removing
-    /// any entry of it), so only those are checked: one pass over the run's entries.
+    /// any entry of it), so only those are checked: one OR over the run's entries.
     #[inline(always)]
     pub(crate) fn unhint_hole(&mut self, slot: Slot, level: u8, va: VirtAddr) {
         if !self.adopted {
@@ -82,12 +82,16 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             return;
         }
         let first = slot.index() & !(h.entries - 1);
+        let load = |i: usize| slot.sibling(i).map_or(0, Slot::load);
+        // The usual answer (no entry of the run carries the hint) from one OR over the run;
+        // only a run that has the bit somewhere is decoded entry by entry.
+        let any = (first..first + h.entries).fold(0, |acc, i| acc | load(i));
+        if any & h.bit == 0 {
+            return;
+        }
         let hinted = (first..first + h.entries).any(|i| {
-            i != slot.index()
-                && Slot::of(&self.mem, slot.table(), i).is_some_and(|s| {
-                    let raw = s.load();
-                    raw & h.bit != 0 && self.arch.decode(raw, level) != Entry::Invalid
-                })
+            let raw = load(i);
+            i != slot.index() && raw & h.bit != 0 && self.arch.decode(raw, level) != Entry::Invalid
         });
         if hinted {
             self.unhint_run(slot, level, va, h);

@@ -47,6 +47,18 @@ impl Slot {
         Some(unsafe { Slot::new(table, base, index) })
     }
 
+    /// Entry `index` of the same table (`None` if `index` is out of range): no new lookup
+    /// through the physical-memory accessor.
+    #[inline(always)]
+    pub(crate) fn sibling(self, index: usize) -> Option<Slot> {
+        if index >= ENTRIES {
+            return None;
+        }
+        // SAFETY: `ptr` is entry `self.index` of a live table frame (constructor contract), so
+        // stepping back `self.index` entries gives its first entry; index checked above.
+        Some(unsafe { Slot::new(self.table, self.ptr.sub(self.index), index) })
+    }
+
     /// The physical address of the table holding this entry.
     #[inline(always)]
     pub(crate) fn table(self) -> PhyAddr {

@@ -116,11 +116,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             WalkError::Recursive => MapError::RecursiveTable,
         })?;
         // The common case: the entry is there and free, and nothing above restricts the leaf.
-        if hit.level == target
-            && hit.entry == Entry::Invalid
-            && !hit.limits.get().blocks(attrs)
-            && !(self.adopted && self.arch.contiguous_hint(target).is_some())
-        {
+        if hit.level == target && hit.entry == Entry::Invalid && !hit.limits.get().blocks(attrs) {
+            // Into a hole of someone else's hinted run: unhint the run first.
+            self.unhint_hole(hit.slot, target, va);
             hit.slot.store(&self.mem, hit.raw, leaf);
             return Ok(Flush::publish(self.tlb.clone()));
         }
