@@ -124,9 +124,44 @@ pub fn rustdoc(tally: &mut Tally) {
 /// `--allow-dirty`: the check is what would be published from this tree, committed or not.
 pub fn package(tally: &mut Tally) {
     header("cargo package (library crates)");
+    forget_packaged_copies();
     let mut cmd = cargo();
     cmd.arg("package").args(each_library()).arg("--allow-dirty");
     check_cmd(tally, "cargo package library crates", &mut cmd);
+}
+
+/// Removes the copies of this workspace's crates that earlier `cargo package` runs extracted
+/// into cargo's registry sources. Packaging the backends resolves `awk-paging` 0.1.0 from a local
+/// overlay, and cargo reuses an already extracted `awk-paging-0.1.0` directory of the same
+/// overlay as is: after the core changed, a checkout at a path that was packaged before would
+/// verify the backends against the old core. The crates are unpublished, so every such
+/// directory is one of those stale copies.
+fn forget_packaged_copies() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            let name = krate.file_name();
+            let name = name.to_string_lossy();
+            if LIBRARIES.iter().any(|l| {
+                name.strip_prefix(l)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            }) {
+                let _ = std::fs::remove_dir_all(krate.path());
+            }
+        }
+    }
 }
 
 /// What `cargo xtask test` runs under Miri, per library crate: `(crate, test files, skipped
