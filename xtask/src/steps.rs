@@ -125,8 +125,16 @@ pub fn rustdoc(tally: &mut Tally) {
 pub fn package(tally: &mut Tally) {
     header("cargo package (library crates)");
     forget_packaged_copies();
+    // Its own target directory, emptied first: cargo never rebuilds a registry crate whose
+    // version it built before, and the core reaches the backends' verification as the registry
+    // crate `awk-paging` 0.1.0 — built from an older core, if the shared directory has one.
+    let dir = root().join("target").join("xtask-package");
+    let _ = std::fs::remove_dir_all(&dir);
     let mut cmd = cargo();
-    cmd.arg("package").args(each_library()).arg("--allow-dirty");
+    cmd.arg("package")
+        .args(each_library())
+        .arg("--allow-dirty")
+        .env("CARGO_TARGET_DIR", &dir);
     check_cmd(tally, "cargo package library crates", &mut cmd);
 }
 
