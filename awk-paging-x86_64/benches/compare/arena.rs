@@ -4,8 +4,11 @@
 //!
 //! - Every frame is touched before anything is timed (no first-touch page faults in a timed
 //!   loop).
-//! - Frames are zeroed when they come back (so every frame handed out is zeroed, as
-//!   `aarch64-paging` requires; the others zero their new tables themselves as well).
+//! - A frame that comes back is zeroed when it is handed out again (every frame handed out is
+//!   zeroed, as `aarch64-paging` requires; the others zero their new tables themselves as
+//!   well). Zeroing on reuse, not on free, keeps the zeroing in the allocating operation for
+//!   every implementation alike, so a freeing operation (`drop_range`, `unmap`) is timed for
+//!   its own work.
 //! - Before every round the free list is put back into one fixed order, so every implementation
 //!   gets the same frames in the same order.
 //! - Double frees and foreign frames panic; [`outstanding`] and [`peak`] count table frames.
@@ -25,6 +28,8 @@ struct Inner {
     base: u64,
     free: Vec<u64>,
     used: Vec<bool>,
+    /// Frames freed since they were last zeroed.
+    dirty: Vec<bool>,
     outstanding: usize,
     peak: usize,
 }
@@ -38,6 +43,7 @@ static ARENA: Arena = Arena(UnsafeCell::new(Inner {
     base: 0,
     free: Vec::new(),
     used: Vec::new(),
+    dirty: Vec::new(),
     outstanding: 0,
     peak: 0,
 }));
@@ -65,6 +71,7 @@ pub fn init() {
     }
     a.base = base as u64;
     a.used = vec![false; FRAMES];
+    a.dirty = vec![false; FRAMES];
     a.free = (0..FRAMES as u64)
         .map(|i| a.base + i * FRAME as u64)
         .collect();
@@ -84,7 +91,13 @@ pub fn reset_order() {
 pub fn alloc() -> Option<u64> {
     let a = inner();
     let f = a.free.pop()?;
-    a.used[((f - a.base) / FRAME as u64) as usize] = true;
+    let i = ((f - a.base) / FRAME as u64) as usize;
+    a.used[i] = true;
+    if a.dirty[i] {
+        a.dirty[i] = false;
+        // SAFETY: a frame of the arena, handed out by nobody else (it was on the free list).
+        unsafe { std::ptr::write_bytes(f as *mut u8, 0, FRAME) };
+    }
     a.outstanding += 1;
     if a.outstanding > a.peak {
         a.peak = a.outstanding;
@@ -92,7 +105,7 @@ pub fn alloc() -> Option<u64> {
     Some(f)
 }
 
-/// Takes a frame back, zeroing it.
+/// Takes a frame back (it is zeroed when handed out again).
 ///
 /// # Safety
 ///
@@ -106,9 +119,8 @@ pub unsafe fn free(frame: u64) {
         bad_free(frame)
     };
     *used = false;
+    a.dirty[i as usize] = true;
     a.outstanding -= 1;
-    // SAFETY: a frame of the arena, no longer used (caller).
-    unsafe { std::ptr::write_bytes(frame as *mut u8, 0, FRAME) };
     a.free.push(frame);
 }
 

@@ -107,6 +107,7 @@ macro_rules! __awk_check_names {
                 huge_pages_map_and_translate,
                 huge_page_conflicts_are_rejected,
                 destroy_frees_every_table,
+                leaf_address_bits_pass_through,
             ],
             range_checks: [
                 range_map_uses_the_largest_pages,

@@ -51,6 +51,18 @@ impl Pieces {
     }
 }
 
+impl Pieces {
+    /// Leaves out the next `n` entries (never past the range's end).
+    #[inline(always)]
+    pub(crate) fn skip_entries(&mut self, n: usize) {
+        let span = entry_span(self.level);
+        let to = (self.cur & !(span - 1)).saturating_add((n as u64).saturating_mul(span));
+        if to > self.cur {
+            self.cur = to.min(self.end);
+        }
+    }
+}
+
 impl Iterator for Pieces {
     type Item = Piece;
 
@@ -185,6 +197,22 @@ mod tests {
             ]
         );
         assert!(!p[0].whole(1) && p[1].whole(1) && !p[2].whole(1));
+    }
+
+    #[test]
+    fn skip_leaves_out_whole_entries_up_to_the_end() {
+        let mut p = Pieces::new(1, 0x1f_f000, 0xa0_1000);
+        assert_eq!(p.next().map(|p| p.index), Some(0));
+        p.skip_entries(2); // entries 1 and 2
+        assert_eq!(p.next().map(|p| (p.index, p.start)), Some((3, 0x60_0000)));
+        p.skip_entries(0);
+        assert_eq!(p.next().map(|p| p.index), Some(4));
+        p.skip_entries(100); // past the end: stops there
+        assert_eq!(p.next(), None);
+        let mut q = Pieces::new(0, 0, 0x3000);
+        q.next();
+        q.skip_entries(1);
+        assert_eq!(q.next().map(|p| p.index), Some(2));
     }
 
     #[test]

@@ -101,6 +101,15 @@ impl Slot {
         old
     }
 
+    /// Replaces the entry with `value` if it still holds `current` (one atomic
+    /// compare-exchange); otherwise returns what it holds now and changes nothing.
+    #[inline(always)]
+    pub(crate) fn replace<M: PhysMem>(self, mem: &M, current: u64, value: u64) -> Result<(), u64> {
+        self.atomic()
+            .compare_exchange(current, value, Relaxed, Relaxed)
+            .map(|_| mem.note_store(self.table, self.index, current, value))
+    }
+
     /// Replaces the entry with `f(current)` atomically (compare-exchange loop) and returns
     /// `(old, new)`.
     #[inline(always)]

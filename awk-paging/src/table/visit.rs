@@ -31,6 +31,9 @@ pub(crate) struct Chunk {
 pub(crate) enum Step {
     /// Go on with the next entry.
     Next,
+    /// Go on after the next `n` entries too: the visitor handled them itself (a run of
+    /// siblings it processed in one loop).
+    Skip(usize),
     /// Walk the table at this address (one level down) over the chunk's range, then call
     /// [`Visitor::leave`].
     Into(PhyAddr),
@@ -96,7 +99,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         visited: &mut Visited,
         v: &mut V,
     ) -> Result<(), V::Error> {
-        for piece in Pieces::new(level, start, end) {
+        let mut pieces = Pieces::new(level, start, end);
+        while let Some(piece) = pieces.next() {
             let slot =
                 Slot::of(&self.mem, table, piece.index).ok_or(v.broken(piece.start, false))?;
             let raw = slot.load();
@@ -119,23 +123,29 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
                 entry,
                 looped,
             };
-            if let Step::Into(child) = v.visit(self, &c)? {
-                if level == 0 || !visited.enter(child) {
-                    return Err(v.broken(piece.start, level > 0));
+            let child = match v.visit(self, &c)? {
+                Step::Next => continue,
+                Step::Skip(n) => {
+                    pieces.skip_entries(n);
+                    continue;
                 }
-                let own = if level == 1 {
-                    v.leaf_table(self, &c, child)
-                } else {
-                    None
-                };
-                let r = match own {
-                    Some(r) => r,
-                    None => self.walk_table(child, level - 1, piece.start, piece.end, visited, v),
-                };
-                visited.leave();
-                r?;
-                v.leave(self, &c, child)?;
+                Step::Into(child) => child,
+            };
+            if level == 0 || !visited.enter(child) {
+                return Err(v.broken(piece.start, level > 0));
             }
+            let own = if level == 1 {
+                v.leaf_table(self, &c, child)
+            } else {
+                None
+            };
+            let r = match own {
+                Some(r) => r,
+                None => self.walk_table(child, level - 1, piece.start, piece.end, visited, v),
+            };
+            visited.leave();
+            r?;
+            v.leave(self, &c, child)?;
         }
         Ok(())
     }

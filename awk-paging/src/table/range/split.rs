@@ -5,7 +5,8 @@ use super::super::chunk::{entry_span, split_tables};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
-use super::{broken, size_of, PageTable};
+use super::protect::run_bounds;
+use super::{broken, size_of, PageTable, Span};
 use crate::arch::{Arch, Entry};
 use crate::{Attrs, FrameAllocator, Gather, MapError, PhyAddr, PhysMem, RangeError, Tlb, ENTRIES};
 
@@ -69,6 +70,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
 /// Pass 1 of `unmap_range` and `protect_range`: the tables splits will need.
 pub(super) struct CountSplits {
     pub(super) tables: usize,
+    /// The range walked.
+    pub(super) span: Span,
     /// Skip tables the range covers whole (`drop_range`, whose commit does not enter them).
     pub(super) skip_whole: bool,
 }
@@ -79,6 +82,24 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
     fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {
         match c.entry {
             Entry::Invalid => Ok(Step::Next),
+            // A block the range covers whole needs no split, nor do the whole blocks and holes
+            // after it in the same table: one loop over them.
+            Entry::Leaf(_) if c.level > 0 && c.piece.whole(c.level) => {
+                let (first, last, _, partial_last) = run_bounds(c, self.span);
+                let last = last - usize::from(partial_last);
+                let mut next = first + 1;
+                while next < last {
+                    match c
+                        .slot
+                        .sibling(next)
+                        .map(|s| pt.arch.decode(s.load(), c.level))
+                    {
+                        Some(Entry::Leaf(_) | Entry::Invalid) => next += 1,
+                        _ => break,
+                    }
+                }
+                Ok(Step::Skip(next - first - 1))
+            }
             Entry::Leaf(_) => {
                 if !c.piece.whole(c.level) {
                     self.tables += split_tables(c.level, c.piece.start, c.piece.end);

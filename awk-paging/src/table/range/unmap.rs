@@ -7,11 +7,11 @@ use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
 use super::super::walk::Visited;
 use super::split::CountSplits;
-use super::{broken, map_to_unmap, size_of, PageTable, Span, Unmapped, UnmappedPage};
+use super::{address_bits, broken, map_to_unmap, size_of, PageTable, Span, Unmapped, UnmappedPage};
 use crate::arch::{Arch, Entry};
 use crate::{
-    FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, RangeError, Tlb, UnmapError,
-    VirtAddr, ENTRIES, GATHER_TABLES,
+    Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, RangeError, Tlb,
+    UnmapError, VirtAddr, ENTRIES, GATHER_TABLES,
 };
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
@@ -102,6 +102,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         }
         let mut count = CountSplits {
             tables: 0,
+            span,
             skip_whole: true,
         };
         self.walk_range(span.start, span.end, &mut count)
@@ -255,31 +256,47 @@ fn report_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
     let arch = pt.arch;
     let span = entry_span(level);
     let size = size_of(level);
+    // What a leaf reports depends only on its bits outside the output address (the format
+    // passes those through: conformance `leaf_address_bits_pass_through`), so it is decoded
+    // once per run of equal such bits: `key` (`addr` matches no entry), the frame's bits
+    // outside `addr` (`frame ^ (raw & addr)`, zero for every format here) and the report.
+    let addr = address_bits(arch.pa_bits(), level);
+    let mut key = addr;
+    let mut frame_xor = 0;
+    let mut report = (Attrs::from(crate::Flags::RO), false, false);
     for i in 0..ENTRIES {
         // SAFETY: `mem` reaches `table` at `ptr`; detached, not freed before this returns.
         let raw = unsafe { Slot::new(table, ptr.cast(), i) }.load();
         let bits = base + i as u64 * span;
-        match arch.decode(raw, level) {
-            Entry::Invalid => {}
-            Entry::Leaf(frame) => {
-                let (accessed, dirty) = arch.accessed_dirty(raw, level);
-                f(UnmappedPage {
-                    page: pt.va_at(bits),
-                    unmapped: Unmapped {
-                        frame,
-                        size,
-                        attrs: arch.leaf_attrs(raw, level),
-                        accessed,
-                        dirty,
-                    },
-                });
+        if raw & !addr != key {
+            match arch.decode(raw, level) {
+                Entry::Invalid => continue,
+                Entry::Leaf(frame) => {
+                    let (accessed, dirty) = arch.accessed_dirty(raw, level);
+                    report = (arch.leaf_attrs(raw, level), accessed, dirty);
+                    frame_xor = frame.as_u64() ^ (raw & addr);
+                    key = raw & !addr;
+                }
+                Entry::Table(next) => {
+                    if level > 0 && visited.enter(next) {
+                        report_table(pt, next, level - 1, bits, f, visited);
+                        visited.leave();
+                    }
+                    continue;
+                }
             }
-            Entry::Table(next) if level > 0 && visited.enter(next) => {
-                report_table(pt, next, level - 1, bits, f, visited);
-                visited.leave();
-            }
-            Entry::Table(_) => {}
         }
+        let (attrs, accessed, dirty) = report;
+        f(UnmappedPage {
+            page: pt.va_at(bits),
+            unmapped: Unmapped {
+                frame: PhyAddr::new((raw & addr) ^ frame_xor),
+                size,
+                attrs,
+                accessed,
+                dirty,
+            },
+        });
     }
 }
 
