@@ -117,6 +117,7 @@ macro_rules! __awk_check_names {
                 range_unmap_reclaims_emptied_tables,
                 range_reclaimed_span_takes_a_huge_page,
                 range_alloc_takes_and_returns_every_frame,
+                range_unmap_reports_each_page_as_mapped,
             ],
             tlb_checks: [
                 stale_translation_without_flush,

@@ -457,3 +457,61 @@ pub fn range_alloc_takes_and_returns_every_frame<H: Harness>(h: &mut H) -> Resul
     );
     teardown(h, pt)
 }
+
+/// `unmap_range` reports every page it removes with the frame and attributes it was mapped
+/// with, in address order — also where the attributes change from page to page inside one
+/// table it detaches whole (the report is decoded once per run of equal attributes).
+pub fn range_unmap_reports_each_page_as_mapped<H: Harness>(h: &mut H) -> Result<(), Failure> {
+    const PAGES: u64 = 512 + 8;
+    // Runs of 1, 2 and 3 pages of changing attributes; every page has its own frame.
+    let flags_of = |i: u64| match (i / 3 + i / 7) % 4 {
+        0 => Flags::RW,
+        1 => Flags::RO,
+        2 => Flags::RX,
+        _ => Flags::DEVICE,
+    };
+    let mut pt = h.fresh()?;
+    // A whole 2 MiB of 4 KiB pages (its table is detached whole), then 8 pages of the next.
+    let base = va(h, MIB2);
+    for i in 0..PAGES {
+        let v = VirtAddr::new(base.as_u64() + i * 0x1000);
+        let p = pa(h, (PAGES - i) * 0x1000);
+        // SAFETY: harness tables are never activated.
+        let r = unsafe { pt.map(v, p, PageSize::Size4K, flags_of(i)) };
+        r.map_err(|e| Failure::new(format_args!("map {v:?}: {e}")))?
+            .flush();
+    }
+    let (mut seen, mut wrong) = (0u64, None);
+    let mut g = pt.gather();
+    // SAFETY: as above.
+    let r = unsafe {
+        pt.unmap_range(base, PAGES * 0x1000, &mut g, |u| {
+            let i = seen;
+            seen += 1;
+            let want = (
+                VirtAddr::new(base.as_u64() + i * 0x1000),
+                pa(h, (PAGES - i) * 0x1000),
+                PageSize::Size4K,
+                flags_of(i),
+            );
+            let got = (
+                u.page,
+                u.unmapped.frame,
+                u.unmapped.size,
+                u.unmapped.attrs.flags,
+            );
+            if got != want && wrong.is_none() {
+                wrong = Some((i, got, want));
+            }
+        })
+    };
+    done::<H>(&mut pt, g)?;
+    r.map_err(|e| Failure::new(format_args!("unmap_range: {e}")))?;
+    if let Some((i, got, want)) = wrong {
+        return Err(Failure::new(format_args!(
+            "report {i}: got {got:?}, mapped {want:?}"
+        )));
+    }
+    ensure_eq!(seen, PAGES, "pages reported");
+    teardown(h, pt)
+}
