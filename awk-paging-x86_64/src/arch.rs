@@ -277,6 +277,16 @@ unsafe impl Arch for X86_64 {
         true
     }
 
+    /// Unless Accessed and Dirty are both set (or the entry is not present): the processor
+    /// sets each flag only while it is clear and never clears one (Intel SDM Vol. 3A §4.8).
+    /// A read-only leaf with Dirty clear still counts as writable by the hardware: a stale
+    /// TLB entry from before it became read-only may set Dirty until the flush.
+    #[inline(always)]
+    fn hardware_may_write(&self, raw: u64, _level: u8) -> bool {
+        let settled = (F::ACCESSED | F::DIRTY).bits();
+        raw & F::PRESENT.bits() != 0 && raw & settled != settled
+    }
+
     #[inline(always)]
     fn keep_hardware_bits(&self, old: u64, new: u64) -> u64 {
         new | (old & (F::ACCESSED | F::DIRTY).bits())
@@ -333,6 +343,13 @@ unsafe impl Arch for X86_64 {
         }
         if level > 0 {
             f |= F::HUGE_PAGE;
+        }
+        // Kernel leaves are created Accessed and Dirty, as Linux creates its kernel PTEs: the
+        // processor then never writes them (no locked update by the page walker), and this
+        // crate updates them with plain stores (`hardware_may_write`). User leaves start clean
+        // so the kernel can track their use (`space::UserSpace::clear_accessed_dirty`).
+        if !attrs.user {
+            f |= F::ACCESSED | F::DIRTY;
         }
         f.bits() | (pa.as_u64() & ADDR_MASK)
     }

@@ -104,7 +104,7 @@ fn user_global_and_huge_bits() {
                 global: true,
                 ..Flags::RX.into()
             },
-            P | PS | G,
+            P | A | D | PS | G,
         ),
         (
             0x4000_0000,
@@ -120,7 +120,7 @@ fn user_global_and_huge_bits() {
             0x8000_0000,
             PageSize::Size2M,
             Flags::DEVICE.into(),
-            P | RW | PS | PCD | PWT | XD,
+            P | A | D | RW | PS | PCD | PWT | XD,
         ),
     ];
     for (va, size, attrs, bits) in cases {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use awk_paging::arch::{table_index, Arch, Entry};
 use awk_paging::emu::{CpuAccess, EmuMemory, EmuTlb};
 use awk_paging::{
-    Flags, FrameAllocator, NoTlb, PageSize, PageTable, PhyAddr, PhysMem, RangeOptions, Tlb,
+    Attrs, Flags, FrameAllocator, NoTlb, PageSize, PageTable, PhyAddr, PhysMem, RangeOptions, Tlb,
     VirtAddr,
 };
 use awk_paging_x86_64::{with_offset_page_table, X86_64};
@@ -19,6 +19,19 @@ const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const ACCESSED: u64 = 1 << 5;
 const DIRTY: u64 = 1 << 6;
+
+/// User pages: kernel leaves are created Accessed and Dirty (the processor never writes them),
+/// so the hardware's record is exercised on user leaves, which start clean.
+const USER_RW: Attrs = Attrs {
+    flags: Flags::RW,
+    user: true,
+    global: false,
+};
+const USER_RO: Attrs = Attrs {
+    flags: Flags::RO,
+    user: true,
+    global: false,
+};
 
 /// The physical address of the entry at `level` on the walk to `va`.
 fn entry_at(mem: &EmuMemory, root: PhyAddr, va: VirtAddr, level: u8) -> Option<PhyAddr> {
@@ -45,7 +58,7 @@ fn accessed_and_dirty_set_by_hardware_are_kept_and_reported() {
     let mut pt = PageTable::new(X86_64::new(), &mem, &mem, NoTlb).unwrap();
     let (v, w) = (VirtAddr::new(0x4000_0000), VirtAddr::new(0x4000_1000));
     for (va, pa) in [(v, 0x20_0000), (w, 0x20_1000)] {
-        unsafe { pt.map(va, PhyAddr::new(pa), PageSize::Size4K, Flags::RW) }
+        unsafe { pt.map(va, PhyAddr::new(pa), PageSize::Size4K, USER_RW) }
             .unwrap()
             .flush();
     }
@@ -54,7 +67,7 @@ fn accessed_and_dirty_set_by_hardware_are_kept_and_reported() {
     assert_eq!(raw & (ACCESSED | DIRTY), 0, "fresh leaf");
     // The CPU writes through the mapping.
     assert!(mem.write_u64(leaf, raw | ACCESSED | DIRTY));
-    unsafe { pt.update_flags(v, PageSize::Size4K, Flags::RO) }
+    unsafe { pt.update_flags(v, PageSize::Size4K, USER_RO) }
         .unwrap()
         .flush();
     let raw = mem.read_u64(leaf).unwrap();
@@ -80,7 +93,7 @@ fn accessed_and_dirty_set_by_hardware_are_kept_and_reported() {
     token.flush();
     assert!(gone.accessed && !gone.dirty, "{gone:?}");
     // Never touched.
-    unsafe { pt.map(v, PhyAddr::new(0x20_0000), PageSize::Size4K, Flags::RW) }
+    unsafe { pt.map(v, PhyAddr::new(0x20_0000), PageSize::Size4K, USER_RW) }
         .unwrap()
         .flush();
     let (gone, token) = unsafe { pt.unmap(v, PageSize::Size4K) }.unwrap();
@@ -100,7 +113,7 @@ fn dirty_bit_set_concurrently_is_never_lost() {
     let (v, keep) = (VirtAddr::new(0x4000_0000), VirtAddr::new(0x4000_1000));
     let pa = PhyAddr::new(0x20_0000);
     // A neighbour keeps the leaf table alive and the walker's cache warm.
-    unsafe { pt.map(keep, pa, PageSize::Size4K, Flags::RW) }
+    unsafe { pt.map(keep, pa, PageSize::Size4K, USER_RW) }
         .unwrap()
         .flush();
     let leaf = entry_at(&mem, pt.root(), v, 0).unwrap();
@@ -128,7 +141,7 @@ fn dirty_bit_set_concurrently_is_never_lost() {
             }
         });
         for _ in 0..rounds {
-            unsafe { pt.map(v, pa, PageSize::Size4K, Flags::RW) }
+            unsafe { pt.map(v, pa, PageSize::Size4K, USER_RW) }
                 .unwrap()
                 .flush();
             let (gone, token) = unsafe { pt.unmap(v, PageSize::Size4K) }.unwrap();
@@ -163,13 +176,13 @@ fn protect_range_never_loses_a_dirty_bit_set_concurrently() {
         let opts = RangeOptions { max_page: size };
         // A neighbour after the range keeps its table alive, so the entries stay where they are.
         let keep = VirtAddr::new(base.as_u64() + len);
-        unsafe { pt.map(keep, PhyAddr::new(0), size, Flags::RW) }
+        unsafe { pt.map(keep, PhyAddr::new(0), size, USER_RW) }
             .unwrap()
             .flush();
         let map = |pt: &mut PageTable<X86_64, &EmuMemory, &EmuMemory, NoTlb>| {
             let mut g = pt.gather();
             let pa = PhyAddr::new(0x4000_0000);
-            unsafe { pt.map_range(base, pa, len, Flags::RW, opts, &mut g) }.unwrap();
+            unsafe { pt.map_range(base, pa, len, USER_RW, opts, &mut g) }.unwrap();
             pt.finish(g).unwrap();
         };
         map(&mut pt); // (only to find the entries: unmapped again below)
@@ -209,7 +222,7 @@ fn protect_range_never_loses_a_dirty_bit_set_concurrently() {
             for _ in 0..rounds {
                 map(&mut pt);
                 let mut g = pt.gather();
-                unsafe { pt.protect_range(base, len, Flags::RO, &mut g) }.unwrap();
+                unsafe { pt.protect_range(base, len, USER_RO, &mut g) }.unwrap();
                 pt.finish(g).unwrap();
                 for &w in &words {
                     // SAFETY: as above.
@@ -323,4 +336,33 @@ fn table_freed_by_the_x86_64_crate_is_not_reused_from_the_walk_cache() {
     // SAFETY: the held data frame came from this arena.
     unsafe { frames.deallocate_frame(held) };
     assert_eq!((mem.frames_in_use(), mem.bad_frees()), (0, 0));
+}
+
+/// Which live entries the processor may still write (so a change needs a locked
+/// read-modify-write): a present entry until both Accessed and Dirty are set (SDM Vol. 3A
+/// §4.8: each is set only while clear, and never cleared by the processor). A read-only entry
+/// with Dirty clear still counts: a stale writable TLB entry may set Dirty until the flush.
+#[test]
+fn hardware_may_write_until_accessed_and_dirty_are_set() {
+    let a = X86_64::new();
+    const RW_BIT: u64 = WRITABLE;
+    for (raw, may) in [
+        (0, false),
+        (ACCESSED | DIRTY, false), // not present
+        (PRESENT, true),
+        (PRESENT | ACCESSED, true),
+        (PRESENT | DIRTY, true),
+        (PRESENT | RW_BIT | ACCESSED, true),
+        (PRESENT | ACCESSED | DIRTY, false),
+        (PRESENT | RW_BIT | ACCESSED | DIRTY | (1 << 63), false),
+    ] {
+        assert_eq!(a.hardware_may_write(raw, 0), may, "{raw:#x}");
+    }
+    // Kernel leaves are created settled; user leaves clean.
+    let k = a.leaf_entry(PhyAddr::new(0x5000), 0, Attrs::from(Flags::RW));
+    assert_eq!(k & (ACCESSED | DIRTY), ACCESSED | DIRTY);
+    assert!(!a.hardware_may_write(k, 0));
+    let u = a.leaf_entry(PhyAddr::new(0x5000), 0, USER_RW);
+    assert_eq!(u & (ACCESSED | DIRTY), 0);
+    assert!(a.hardware_may_write(u, 0));
 }

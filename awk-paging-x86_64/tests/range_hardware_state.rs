@@ -7,7 +7,9 @@ use std::cell::Cell;
 
 use awk_paging::arch::{table_index, Arch, Entry};
 use awk_paging::emu::EmuMemory;
-use awk_paging::{Flags, Invalidation, PageSize, PageTable, PhyAddr, RangeOptions, Tlb, VirtAddr};
+use awk_paging::{
+    Attrs, Flags, Invalidation, PageSize, PageTable, PhyAddr, RangeOptions, Tlb, VirtAddr,
+};
 use awk_paging_x86_64::X86_64;
 
 const ACCESSED: u64 = 1 << 5;
@@ -93,7 +95,11 @@ fn bits_set_before_the_invalidation_are_reported() {
             va,
             PhyAddr::new(0x20_0000),
             0x20_0000,
-            Flags::RW,
+            // A user page: kernel leaves are created Accessed and Dirty.
+            Attrs {
+                user: true,
+                ..Attrs::from(Flags::RW)
+            },
             small,
             &mut g,
         )

@@ -259,6 +259,17 @@ pub unsafe trait Arch: Copy {
         false
     }
 
+    /// Whether the hardware may still write the live entry `raw` at `level`: only then must a
+    /// change of it be an atomic read-modify-write. An x86 leaf with Accessed and Dirty both
+    /// set is settled: the processor sets each only while it is clear (Intel SDM Vol. 3A §4.8)
+    /// and never clears them, so a plain store over the value read loses nothing (the kernel's
+    /// own leaves are created that way, as Linux creates its kernel PTEs). Default:
+    /// [`hardware_updates_entries`](Self::hardware_updates_entries).
+    #[inline(always)]
+    fn hardware_may_write(&self, _raw: u64, _level: u8) -> bool {
+        self.hardware_updates_entries()
+    }
+
     /// `new` (a leaf replacing `old` at the same address and frame) with the hardware-managed
     /// state of `old` carried over (x86: Accessed and Dirty). Default: `new`.
     #[inline]

@@ -13,6 +13,20 @@ pub(crate) const fn entry_span(level: u8) -> u64 {
     1u64 << (12 + 9 * level as u32)
 }
 
+/// The output-address bits of a leaf at `level` in a format with `pa_bits`-bit physical
+/// addresses. Two leaves at `level` equal outside these bits map the same way (the
+/// conformance check `leaf_address_bits_pass_through` pins that per format), which the range
+/// loops use to decode once per run of such leaves.
+#[inline(always)]
+pub(crate) const fn address_bits(pa_bits: u32, level: u8) -> u64 {
+    let top = if pa_bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << pa_bits) - 1
+    };
+    top & !((1u64 << (12 + 9 * level as u32)) - 1)
+}
+
 /// One entry's share of a range: entry `index` of the table, covering `[start, end)` of the
 /// entry's span `[base, base + entry_span(level))`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +227,14 @@ mod tests {
         q.next();
         q.skip_entries(1);
         assert_eq!(q.next().map(|p| p.index), Some(2));
+    }
+
+    #[test]
+    fn address_bits_per_level() {
+        assert_eq!(address_bits(52, 0), 0x000f_ffff_ffff_f000);
+        assert_eq!(address_bits(48, 1), 0x0000_ffff_ffe0_0000);
+        assert_eq!(address_bits(40, 2), 0x0000_00ff_c000_0000);
+        assert_eq!(address_bits(64, 0), 0xffff_ffff_ffff_f000);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Tearing an address space down.
 
+use super::chunk::address_bits;
 use super::entry::Slot;
 use super::walk::Visited;
 use super::PageTable;
@@ -45,20 +46,29 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// (an entry pointing outside memory, written by someone else) was never built here: it is
     /// skipped, not handed to the allocator.
     pub(crate) unsafe fn free_table(&mut self, table: PhyAddr, level: u8, visited: &mut Visited) {
-        if self.mem.frame_ptr(table).is_none() {
+        let Some(base) = self.mem.frame_ptr(table) else {
             return;
-        }
+        };
         if level > 0 {
+            // Leaves and holes are decoded once per run of entries equal outside the address
+            // bits (a table of blocks is one run).
+            let addr = address_bits(self.arch.pa_bits(), level);
+            let mut key = addr;
             for i in 0..ENTRIES {
-                let Some(slot) = Slot::of(&self.mem, table, i) else {
-                    break;
-                };
-                if let Entry::Table(next) = self.arch.decode(slot.load(), level) {
-                    if visited.enter(next) {
-                        // SAFETY: forwarded.
-                        unsafe { self.free_table(next, level - 1, visited) };
-                        visited.leave();
+                // SAFETY: `mem` reaches `table` at `base`; i < 512.
+                let raw = unsafe { Slot::new(table, base.cast(), i) }.load();
+                if raw & !addr == key {
+                    continue;
+                }
+                match self.arch.decode(raw, level) {
+                    Entry::Table(next) => {
+                        if visited.enter(next) {
+                            // SAFETY: forwarded.
+                            unsafe { self.free_table(next, level - 1, visited) };
+                            visited.leave();
+                        }
                     }
+                    Entry::Leaf(_) | Entry::Invalid => key = raw & !addr,
                 }
             }
         }

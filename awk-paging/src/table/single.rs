@@ -193,9 +193,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         let (hit, frame) = self.leaf_at(va, size)?;
         // One entry of a hinted run is about to change: unhint the run first.
         let raw = self.unhint(hit.slot, hit.raw, hit.level, va);
-        let old = hit
-            .slot
-            .clear(&self.mem, self.arch.hardware_updates_entries(), raw);
+        let hw = self.arch.hardware_may_write(raw, hit.level);
+        let old = hit.slot.clear(&self.mem, hw, raw);
         let attrs = self.arch.leaf_attrs(old, hit.level);
         let (accessed, dirty) = self.arch.accessed_dirty(old, hit.level);
         Ok((
@@ -252,6 +251,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
         // then; and unhint its contiguous run (one entry of it is about to change).
         let raw = if widened { hit.slot.load() } else { hit.raw };
         let current = self.unhint(hit.slot, raw, hit.level, va);
+        let hw = hw && self.arch.hardware_may_write(current, hit.level);
         if self.arch.needs_break_before_make(current, new, hit.level) {
             // Break (atomically, keeping what the hardware wrote), invalidate, then make.
             let old = hit.slot.clear(&self.mem, hw, current);

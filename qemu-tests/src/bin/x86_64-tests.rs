@@ -100,7 +100,6 @@ fn raw_entry(v: VirtAddr) -> Option<u64> {
 }
 
 fn hardware_walked_entries_for_all_flags() -> Result<(), Failure> {
-    const ACCESSED: u64 = 1 << 5;
     let f = frame()?;
     for (i, want) in expect::TABLE.iter().enumerate() {
         let flags = Flags::all_combinations()[i];
@@ -115,16 +114,10 @@ fn hardware_walked_entries_for_all_flags() -> Result<(), Failure> {
                     probe::read(v.as_u64()).is_ok(),
                     "row {i}: read through the mapping"
                 );
+                // Kernel leaves are created Accessed and Dirty (the CPU never writes them), so
+                // the read above, not the Accessed bit, shows the CPU used this entry.
                 let e = raw_entry(v).unwrap_or(0);
-                ensure!(
-                    e & ACCESSED != 0,
-                    "row {i}: the CPU did not walk the entry ({e:#x})"
-                );
-                ensure_eq!(
-                    e & !ACCESSED & !0x000f_ffff_ffff_f000,
-                    *bits,
-                    "row {i}: entry bits"
-                );
+                ensure_eq!(e & !0x000f_ffff_ffff_f000, *bits, "row {i}: entry bits");
                 // SAFETY: test window.
                 unsafe { X86::unmap(v) };
             }

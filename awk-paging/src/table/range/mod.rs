@@ -211,18 +211,6 @@ impl<A: Arch> LeafEncoder<A> {
     }
 }
 
-/// The output-address bits of a leaf at `level` in a format with `pa_bits`-bit physical
-/// addresses.
-#[inline(always)]
-pub(super) const fn address_bits(pa_bits: u32, level: u8) -> u64 {
-    let top = if pa_bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << pa_bits) - 1
-    };
-    top & !((1u64 << (12 + 9 * level as u32)) - 1)
-}
-
 /// The page size of a leaf at `level` (4 KiB for out-of-range levels, which never hold leaves).
 pub(super) fn size_of(level: u8) -> PageSize {
     PageSize::from_level(level).unwrap_or(PageSize::Size4K)

@@ -1,11 +1,11 @@
 //! `protect_range`: count the splits, take their tables, then rewrite every leaf in place.
 
-use super::super::chunk::entry_span;
+use super::super::chunk::{address_bits, entry_span};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
 use super::split::CountSplits;
-use super::{address_bits, broken, map_to_protect, size_of, LeafEncoder, PageTable, Span};
+use super::{broken, map_to_protect, size_of, LeafEncoder, PageTable, Span};
 use crate::arch::{Arch, Entry};
 use crate::{
     Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, ProtectError, RangeError,
@@ -207,18 +207,22 @@ impl ProtectOp<'_> {
         let rw = Rewrite::new(arch, level, attrs);
         let addr = rw.addr;
         // The memo, in registers: an entry whose non-address bits are `key` becomes
-        // `(raw & addr) | bits`; `key == addr` matches no entry.
-        let (mut key, mut bits) = (addr, 0);
+        // `(raw & addr) | bits`, atomically if `atomic` (the hardware may still write it:
+        // decided by its non-address bits too); `key == addr` matches no entry.
+        let (mut key, mut bits, mut atomic) = (addr, 0, hw);
+        // Runs of the contiguous hint (a power of two); without one, the whole table is one
+        // run (no entry is hinted, so whether a run is covered never matters).
         let (hint, hinted) = arch
             .contiguous_hint(level)
-            .map_or((0, 1), |h| (h.bit, h.entries));
+            .map_or((0, ENTRIES), |h| (h.bit, h.entries));
+        debug_assert!(hinted.is_power_of_two());
         let shift = 12 + 9 * u32::from(level);
         let last = range.end;
         // Whether the gather already invalidates everything.
         let mut all = self.gather.flushes_all();
         let mut i = range.start;
         while i < last {
-            let n = (hinted - i % hinted).min(last - i);
+            let n = (hinted - (i & (hinted - 1))).min(last - i);
             // The whole run lies in the range (the range covers this table's part of it): a
             // hinted leaf keeps its hint only then.
             let covered = n == hinted;
@@ -243,7 +247,10 @@ impl ProtectOp<'_> {
                         };
                         match out {
                             Out::Skip => break,
-                            Out::Bits(b) => (key, bits) = (raw & !addr, b),
+                            Out::Bits(b) => {
+                                (key, bits) = (raw & !addr, b);
+                                atomic = hw && arch.hardware_may_write(raw, level);
+                            }
                             Out::Slow => {
                                 match arch.decode(raw, level) {
                                     Entry::Invalid => {}
@@ -268,7 +275,7 @@ impl ProtectOp<'_> {
                         }
                     }
                     let new = (raw & addr) | bits;
-                    if hw {
+                    if atomic {
                         // The hardware may set Accessed/Dirty meanwhile: retry on the value it
                         // left.
                         if let Err(now) = slot.replace(&pt.mem, raw, new) {
@@ -423,7 +430,6 @@ fn protect_leaf<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
         base,
     } = leaf;
     let arch = pt.arch;
-    let hw = arch.hardware_updates_entries();
     // The software bit (a copy-on-write mark) is the page's state, not an attribute.
     let mut new = arch.leaf_entry(frame, level, attrs) | (raw & arch.software_bit());
     let hint = arch.contiguous_hint(level).map_or(0, |h| h.bit);
@@ -438,6 +444,7 @@ fn protect_leaf<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
             raw = pt.unhint(slot, raw, level, pt.va_at(base));
         }
     }
+    let hw = arch.hardware_may_write(raw, level);
     if arch.needs_break_before_make(raw, new, level) {
         let page = pt.va_at(base);
         let old = slot.clear(&pt.mem, hw, raw);

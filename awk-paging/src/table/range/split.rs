@@ -1,7 +1,7 @@
 //! Splitting a huge page the range covers in part (break-before-make where required), and the
 //! read-only pass that counts the tables splits will need.
 
-use super::super::chunk::{entry_span, split_tables};
+use super::super::chunk::{address_bits, entry_span, split_tables};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
@@ -87,16 +87,19 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
             Entry::Leaf(_) if c.level > 0 && c.piece.whole(c.level) => {
                 let (first, last, _, partial_last) = run_bounds(c, self.span);
                 let last = last - usize::from(partial_last);
+                // Decoded once per run of entries equal outside the address bits.
+                let addr = address_bits(pt.arch.pa_bits(), c.level);
+                let mut key = c.raw & !addr;
                 let mut next = first + 1;
-                while next < last {
-                    match c
-                        .slot
-                        .sibling(next)
-                        .map(|s| pt.arch.decode(s.load(), c.level))
-                    {
-                        Some(Entry::Leaf(_) | Entry::Invalid) => next += 1,
-                        _ => break,
+                while let Some(s) = c.slot.sibling(next).filter(|_| next < last) {
+                    let raw = s.load();
+                    if raw & !addr != key {
+                        match pt.arch.decode(raw, c.level) {
+                            Entry::Leaf(_) | Entry::Invalid => key = raw & !addr,
+                            Entry::Table(_) => break,
+                        }
                     }
+                    next += 1;
                 }
                 Ok(Step::Skip(next - first - 1))
             }

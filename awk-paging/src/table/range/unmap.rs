@@ -1,13 +1,13 @@
 //! `unmap_range` and `drop_range`: count the splits, take their tables, then remove leaves and
 //! detach emptied (or wholly covered) tables into the gather.
 
-use super::super::chunk::{entry_span, Piece};
+use super::super::chunk::{address_bits, entry_span, Piece};
 use super::super::entry::Slot;
 use super::super::reserve::Reserve;
 use super::super::visit::{Chunk, Step, Visitor};
 use super::super::walk::Visited;
 use super::split::CountSplits;
-use super::{address_bits, broken, map_to_unmap, size_of, PageTable, Span, Unmapped, UnmappedPage};
+use super::{broken, map_to_unmap, size_of, PageTable, Span, Unmapped, UnmappedPage};
 use crate::arch::{Arch, Entry};
 use crate::{
     Attrs, FrameAllocator, Gather, MapError, PageSize, PhyAddr, PhysMem, RangeError, Tlb,
@@ -321,7 +321,7 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
                 };
                 let old = c
                     .slot
-                    .clear(&pt.mem, pt.arch.hardware_updates_entries(), raw);
+                    .clear(&pt.mem, pt.arch.hardware_may_write(raw, c.level), raw);
                 let size = size_of(c.level);
                 self.gather.invalidate(page, size, false);
                 if let Some(f) = &mut self.f {
