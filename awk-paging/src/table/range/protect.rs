@@ -229,7 +229,30 @@ impl ProtectOp<'_> {
             if !covered && key & hint != 0 {
                 key = addr;
             }
-            for i in i..i + n {
+            let end = i + n;
+            // The last entry may be covered in part: never in the tight loop.
+            let tight_end = if partial_last { end.min(last - 1) } else { end };
+            let mut next = i;
+            while next < end {
+                // The common case, tight: entries equal to the memo's outside the address
+                // bits, written with plain stores, the gather already invalidating everything.
+                if all && !atomic {
+                    while next < tight_end {
+                        // SAFETY: `base` reaches `table` (caller); next < 512.
+                        let slot = unsafe { Slot::new(table, base, next) };
+                        let raw = slot.load();
+                        if raw & !addr != key {
+                            break;
+                        }
+                        slot.store(&pt.mem, raw, (raw & addr) | bits);
+                        next += 1;
+                    }
+                    if next == end {
+                        break;
+                    }
+                }
+                let i = next;
+                next += 1;
                 // SAFETY: `base` reaches `table` (caller); i < 512.
                 let slot = unsafe { Slot::new(table, base, i) };
                 let mut raw = slot.load();
