@@ -20,6 +20,10 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     /// store each; upper-level restrictions are lifted as [`map`](Self::map) does. What the TLB
     /// owes goes into `gather`.
     ///
+    /// A table whose whole subtree maps nothing, where a leaf fits, is replaced by that leaf
+    /// (with break-before-make where the format needs it) and freed by
+    /// [`finish`](Self::finish) after the invalidation.
+    ///
     /// Fails, changing nothing (tables and allocator byte-for-byte as before), if the input is
     /// invalid, anything in the range is already mapped, or the frames for the new tables cannot
     /// all be taken.
@@ -185,12 +189,88 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                 at: VirtAddr::new(c.piece.start),
                 error: MapError::AlreadyMapped,
             }),
+            // An empty subtree where a leaf fits: the commit replaces it (no frames needed).
+            Entry::Table(next) if p.merges(pt, c, next, pa) => Ok(Step::Next),
             Entry::Table(next) => Ok(Step::Into(next)),
         }
     }
 
     fn broken(&self, at: u64, recursive: bool) -> Self::Error {
         broken(at, recursive)
+    }
+}
+
+impl MapPlan<'_> {
+    /// Whether the table entry `c` (pointing to `next`), a piece the range covers whole, is
+    /// replaced by one leaf mapping `pa`: a leaf of its level fits there and every table below
+    /// it is empty (what a range map over a span whose mappings are gone but whose tables
+    /// stayed, e.g. after another mapper's unmap, merges into a block). Tables of a shared
+    /// kernel half stay; so does an entry back into the walk's path. Pure: both passes ask it
+    /// and get the same answer.
+    #[inline(always)]
+    fn merges<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
+        &self,
+        pt: &PageTable<A, M, F, T>,
+        c: &Chunk,
+        next: PhyAddr,
+        pa: u64,
+    ) -> bool {
+        self.data.is_none()
+            && leaf_fits(c.level, &c.piece, pa, pt.arch.page_sizes(), self.cap)
+            && !c.looped
+            && !pt.pinned(c.level)
+            && pt.subtree_is_empty(next, c.level - 1)
+    }
+}
+
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, T> {
+    /// Whether the table `table` (entries at `level`) and every table below it hold no
+    /// mapping. A table the accessor cannot reach, or a table entry where the format has none,
+    /// counts as not empty (nothing is merged over it). Each step goes one level down, so the
+    /// scan ends even over entries that loop.
+    fn subtree_is_empty(&self, table: PhyAddr, level: u8) -> bool {
+        let Some(base) = self.mem.frame_ptr(table) else {
+            return false;
+        };
+        (0..ENTRIES).all(|i| {
+            // SAFETY: `mem` reaches `table` at `base`; i < 512.
+            let raw = unsafe { Slot::new(table, base.cast(), i) }.load();
+            match self.arch.decode(raw, level) {
+                Entry::Invalid => true,
+                Entry::Leaf(_) => false,
+                Entry::Table(next) => level > 0 && self.subtree_is_empty(next, level - 1),
+            }
+        })
+    }
+
+    /// Replaces the table entry `c` (pointing to the empty subtree `old`) with `leaf`, and
+    /// hands the old tables to `gather` to free after its flush (walk caches included). Where
+    /// the format needs break-before-make (AArch64: a table becoming a block, Arm ARM
+    /// D8.16.1): the entry is made invalid and invalidated first; else (x86) one store, the
+    /// gather invalidating the old walk before the tables are freed.
+    fn merge(&mut self, c: &Chunk, old: PhyAddr, leaf: u64, gather: &mut Gather) {
+        if gather.tables_full() {
+            self.finish_in_place(gather);
+        }
+        let va = self.va_at(c.piece.base);
+        let hw = self.arch.hardware_may_write(c.raw, c.level);
+        // Into someone else's hinted run: unhint it first.
+        self.unhint_hole(c.slot, c.level, va);
+        if self.arch.needs_break_before_make(c.raw, leaf, c.level) {
+            c.slot.clear(&self.mem, hw, c.raw);
+            self.tlb.flush_page(va);
+            c.slot.store(&self.mem, 0, leaf);
+        } else {
+            c.slot.modify(&self.mem, hw, |_| leaf);
+        }
+        // The walk cache may hold the old tables.
+        self.walk.clear();
+        gather.invalidate(
+            va,
+            PageSize::from_level(c.level).unwrap_or(PageSize::Size4K),
+            true,
+        );
+        gather.push_table(old, c.level - 1);
     }
 }
 
@@ -312,6 +392,14 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
                 // A new table, filled off to the side and linked in `leave`.
                 let (table, _) = p.reserve.pop(&pt.mem).ok_or(broken(c.piece.start, false))?;
                 Ok(Step::Into(table))
+            }
+            Entry::Table(next) if p.merges(pt, c, next, pa) => {
+                let mut leaf = pt.arch.leaf_entry(PhyAddr::new(pa), c.level, p.attrs);
+                if let Some(bit) = pt.run_hintable(c.level, c.piece.base, p.start, p.end, pa) {
+                    leaf |= bit;
+                }
+                pt.merge(c, next, leaf, p.gather);
+                Ok(Step::Next)
             }
             Entry::Table(next) => {
                 if pt.arch.table_limits(c.raw, c.level).blocks(p.attrs) {
