@@ -74,7 +74,7 @@ mod tlb;
 pub use arch::{Half, VaSize, A64};
 pub use inspect::{mair_memory_type, ForeignMair};
 pub use mapper::{AArch64, AArch64Irq, KernelTable, MairInitError};
-pub use tlb::{TlbBatch, TlbEl1, TlbSequence};
+pub use tlb::{tlbi_range_in_isar0, TlbBatch, TlbEl1, TlbSequence};
 
 /// One AArch64 address space: the shared [`awk_paging::PageTable`] over VMSAv8-64 descriptors.
 ///

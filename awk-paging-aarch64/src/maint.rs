@@ -192,6 +192,13 @@ pub enum Scope {
         /// Last level (leaf) entries only; otherwise walk caches too.
         last_level_only: bool,
     },
+    /// A range of VAs (FEAT_TLBIRANGE; operand: [`tlbi_range_operand`]).
+    Range {
+        /// Matches the ASID in operand bits 63:48 (and global entries); otherwise every ASID.
+        asid: bool,
+        /// Last level (leaf) entries only; otherwise walk caches too.
+        last_level_only: bool,
+    },
     /// Every non-global entry of the ASID in operand bits 63:48.
     Asid,
     /// Every EL1&0 entry of the current VMID.
@@ -234,6 +241,14 @@ pub enum TlbiOp {
     Aside1,
     /// Everything at EL1&0, this PE.
     Vmalle1,
+    /// By VA range and ASID, all levels, broadcast (FEAT_TLBIRANGE).
+    Rvae1is,
+    /// By VA range, all ASIDs, all levels, broadcast (FEAT_TLBIRANGE).
+    Rvaae1is,
+    /// By VA range and ASID, last level only, broadcast (FEAT_TLBIRANGE).
+    Rvale1is,
+    /// By VA range, all ASIDs, last level only, broadcast (FEAT_TLBIRANGE).
+    Rvaale1is,
 }
 
 impl TlbiOp {
@@ -252,6 +267,10 @@ impl TlbiOp {
                 | TlbiOp::Vaale1is
                 | TlbiOp::Aside1is
                 | TlbiOp::Vmalle1is
+                | TlbiOp::Rvae1is
+                | TlbiOp::Rvaae1is
+                | TlbiOp::Rvale1is
+                | TlbiOp::Rvaale1is
         )
     }
 
@@ -280,6 +299,22 @@ impl TlbiOp {
                 asid: false,
                 last_level_only: true,
             },
+            TlbiOp::Rvae1is => Scope::Range {
+                asid: true,
+                last_level_only: false,
+            },
+            TlbiOp::Rvaae1is => Scope::Range {
+                asid: false,
+                last_level_only: false,
+            },
+            TlbiOp::Rvale1is => Scope::Range {
+                asid: true,
+                last_level_only: true,
+            },
+            TlbiOp::Rvaale1is => Scope::Range {
+                asid: false,
+                last_level_only: true,
+            },
             TlbiOp::Aside1is | TlbiOp::Aside1 => Scope::Asid,
             TlbiOp::Vmalle1is | TlbiOp::Vmalle1 => Scope::All,
         }
@@ -291,7 +326,8 @@ impl TlbiOp {
 macro_rules! tlbi_table {
     (
         operand: $($op_variant:ident => $op_name:literal),* ;
-        none: $($variant:ident => $name:literal),* $(,)?
+        none: $($variant:ident => $name:literal),* ;
+        range: $($r_variant:ident => $r_name:literal, $op2:literal),* $(,)?
     ) => {
         impl TlbiOp {
             /// Whether the instruction takes an `Xt` operand (all but `vmalle1[is]`).
@@ -304,6 +340,7 @@ macro_rules! tlbi_table {
                 match self {
                     $(TlbiOp::$op_variant => true,)*
                     $(TlbiOp::$variant => false,)*
+                    $(TlbiOp::$r_variant => true,)*
                 }
             }
 
@@ -317,6 +354,7 @@ macro_rules! tlbi_table {
                 match self {
                     $(TlbiOp::$op_variant => $op_name,)*
                     $(TlbiOp::$variant => $name,)*
+                    $(TlbiOp::$r_variant => $r_name,)*
                 }
             }
         }
@@ -337,6 +375,14 @@ macro_rules! tlbi_table {
                         let _ = x;
                         core::arch::asm!(concat!("tlbi ", $name), options(nostack, preserves_flags))
                     })*
+                    // The range forms as their system-instruction encodings (op1 = 0,
+                    // CRn = c8, CRm = c2), which assemble without the FEAT_TLBIRANGE target
+                    // feature; only run where the CPU has it (`mmu::has_tlbi_range`).
+                    $(TlbiOp::$r_variant => core::arch::asm!(
+                        concat!("sys #0, c8, c2, #", $op2, ", {x}"),
+                        x = in(reg) x,
+                        options(nostack, preserves_flags)
+                    ),)*
                 }
             }
         }
@@ -357,7 +403,12 @@ tlbi_table! {
         Aside1 => "aside1";
     none:
         Vmalle1is => "vmalle1is",
-        Vmalle1 => "vmalle1",
+        Vmalle1 => "vmalle1";
+    range:
+        Rvae1is => "rvae1is", "1",
+        Rvaae1is => "rvaae1is", "3",
+        Rvale1is => "rvale1is", "5",
+        Rvaale1is => "rvaale1is", "7",
 }
 
 /// A system register a [`Sequence`] may write.
@@ -638,6 +689,45 @@ pub const fn tlbi_va_operand(va: VirtAddr, asid: Option<u16>) -> u64 {
         Some(asid) => (asid as u64) << 48 | page,
         None => page,
     }
+}
+
+/// The `Xt` operand of the range forms (`tlbi rvae1is` …, FEAT_TLBIRANGE, 4 KiB granule) for
+/// at least the `pages` 4 KiB pages from `first`: ASID in bits 63:48, TG = 0b01 (4 KiB) in
+/// 47:46, SCALE in 45:44, NUM in 43:39, TTL = 0 (any level) in 38:37, BaseADDR = VA\[48:12\]
+/// in 36:0. The range is (NUM + 1) × 2^(5 × SCALE + 1) pages from BaseADDR: the smallest
+/// SCALE whose 32 steps reach `pages`, rounded up. `None` for no pages or more than one
+/// operation covers (2^21 pages, 8 GiB).
+///
+/// ```
+/// use awk_paging::VirtAddr;
+/// use awk_paging_aarch64::maint::tlbi_range_operand;
+/// // 512 pages: SCALE 1 (64-page steps), NUM 7.
+/// assert_eq!(
+///     tlbi_range_operand(VirtAddr::new(0x4000_0000), 512, None),
+///     Some(1 << 46 | 1 << 44 | 7 << 39 | 0x4_0000)
+/// );
+/// assert_eq!(tlbi_range_operand(VirtAddr::new(0), 0, None), None);
+/// ```
+#[must_use]
+pub const fn tlbi_range_operand(first: VirtAddr, pages: u64, asid: Option<u16>) -> Option<u64> {
+    if pages == 0 {
+        return None;
+    }
+    let mut scale = 0;
+    while scale < 4 {
+        let step = 1u64 << (5 * scale + 1);
+        let num = pages.div_ceil(step);
+        if num <= 32 {
+            let base = (first.as_u64() >> 12) & ((1 << 37) - 1);
+            let asid = match asid {
+                Some(a) => (a as u64) << 48,
+                None => 0,
+            };
+            return Some(asid | 1 << 46 | (scale as u64) << 44 | (num - 1) << 39 | base);
+        }
+        scale += 1;
+    }
+    None
 }
 
 /// The `Xt` operand of `tlbi aside1[is]`: the ASID in bits 63:48.

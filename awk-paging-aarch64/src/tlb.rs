@@ -3,7 +3,9 @@
 
 use awk_paging::{Invalidation, VirtAddr, FULL_FLUSH_THRESHOLD};
 
-use crate::maint::{tlbi_asid_operand, tlbi_va_operand, Barrier, Op, Sequence, TlbiOp};
+use crate::maint::{
+    tlbi_asid_operand, tlbi_range_operand, tlbi_va_operand, Barrier, Op, Sequence, TlbiOp,
+};
 
 /// The sequences [`TlbEl1`] produces: at most four ops.
 pub type TlbSequence = Sequence<4>;
@@ -174,6 +176,41 @@ impl TlbEl1 {
         Some(s)
     }
 
+    /// The sequence of [`Tlb::flush_range`](awk_paging::Tlb::flush_range) on a CPU with
+    /// FEAT_TLBIRANGE: `dsb ishst; tlbi rvae1is/rvaae1is (walks) or rvale1is/rvaale1is,
+    /// <range>; dsb ish; isb`, one operation for at least `pages` pages from `first`
+    /// ([`tlbi_range_operand`]). `None` where one operation cannot cover them (more than
+    /// 2^21 pages): the caller flushes everything instead.
+    ///
+    /// ```
+    /// use awk_paging::VirtAddr;
+    /// let s = awk_paging_aarch64::TlbEl1 { asid: Some(3) }
+    ///     .flush_range_ops(VirtAddr::new(0x4000_0000), 64, true)
+    ///     .unwrap();
+    /// assert_eq!(
+    ///     s.to_string(),
+    ///     "dsb ishst; tlbi rvae1is, 0x3400f80000040000; dsb ish; isb"
+    /// );
+    /// ```
+    #[must_use]
+    pub const fn flush_range_ops(
+        &self,
+        first: VirtAddr,
+        pages: u64,
+        walks: bool,
+    ) -> Option<TlbSequence> {
+        let Some(x) = tlbi_range_operand(first, pages, self.asid) else {
+            return None;
+        };
+        let op = match (self.asid.is_some(), walks) {
+            (true, true) => TlbiOp::Rvae1is,
+            (true, false) => TlbiOp::Rvale1is,
+            (false, true) => TlbiOp::Rvaae1is,
+            (false, false) => TlbiOp::Rvaale1is,
+        };
+        Some(invalidate(op, x))
+    }
+
     /// The sequence of [`Tlb::publish`](awk_paging::Tlb::publish): `dsb ishst; isb` — new
     /// entries visible to the walkers, this PE resynchronised. Nothing was cached for them, so
     /// nothing is invalidated.
@@ -198,6 +235,42 @@ impl TlbEl1 {
     #[must_use]
     pub const fn order_table_writes_ops(&self) -> TlbSequence {
         Sequence::from_ops([Op::Dmb(Barrier::IshSt)])
+    }
+}
+
+/// Whether an ID_AA64ISAR0_EL1 value reports the TLB range instructions (its TLB field, bits
+/// 59:56, at 0b0010: FEAT_TLBIRANGE with FEAT_TLBIOS; 0b0001 is FEAT_TLBIOS alone).
+///
+/// ```
+/// use awk_paging_aarch64::tlbi_range_in_isar0;
+/// assert!(tlbi_range_in_isar0(0b0010 << 56));
+/// assert!(!tlbi_range_in_isar0(0b0001 << 56));
+/// assert!(!tlbi_range_in_isar0(0));
+/// ```
+#[must_use]
+pub const fn tlbi_range_in_isar0(isar0: u64) -> bool {
+    (isar0 >> 56) & 0xf >= 0b0010
+}
+
+/// Whether this CPU has the TLB range instructions (reads ID_AA64ISAR0_EL1 once).
+#[cfg(any(doc, all(target_arch = "aarch64", target_os = "none")))]
+fn has_tlbi_range() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    // 0: not read yet; 1: no; 2: yes.
+    static RANGE: AtomicU8 = AtomicU8::new(0);
+    match RANGE.load(Relaxed) {
+        0 => {
+            let isar0: u64;
+            // SAFETY: reading an ID register has no side effects.
+            unsafe {
+                core::arch::asm!("mrs {x}, id_aa64isar0_el1", x = out(reg) isar0,
+                    options(nomem, nostack, preserves_flags));
+            }
+            let yes = tlbi_range_in_isar0(isar0);
+            RANGE.store(if yes { 2 } else { 1 }, Relaxed);
+            yes
+        }
+        v => v == 2,
     }
 }
 
@@ -244,6 +317,20 @@ impl awk_paging::Tlb for TlbEl1 {
             // SAFETY: barriers and TLB invalidations only.
             Some(batch) => unsafe { batch.run() },
             None => awk_paging::Tlb::flush_all(self),
+        }
+    }
+
+    #[inline]
+    fn flush_range(&self, first: VirtAddr, pages: u64, walks: bool) -> bool {
+        if !has_tlbi_range() {
+            return false;
+        }
+        match self.flush_range_ops(first, pages, walks) {
+            Some(seq) => {
+                run(seq);
+                true
+            }
+            None => false,
         }
     }
 

@@ -329,7 +329,7 @@ fn tlbi_forms_classified_as_the_arm_arm_names_them() {
     use TlbiOp::*;
     let all = [
         Vae1is, Vaae1is, Vale1is, Vaale1is, Aside1is, Vmalle1is, Vae1, Vaae1, Vale1, Vaale1,
-        Aside1, Vmalle1,
+        Aside1, Vmalle1, Rvae1is, Rvaae1is, Rvale1is, Rvaale1is,
     ];
     for t in all {
         let name = t.mnemonic();
@@ -339,6 +339,11 @@ fn tlbi_forms_classified_as_the_arm_arm_names_them() {
             Scope::Asid
         } else if name.starts_with("vmalle1") {
             Scope::All
+        } else if let Some(rest) = name.strip_prefix('r') {
+            Scope::Range {
+                asid: !rest.starts_with("vaa"),
+                last_level_only: rest.starts_with("val") || rest.starts_with("vaal"),
+            }
         } else {
             Scope::Page {
                 asid: !name.starts_with("vaa"),
@@ -447,4 +452,108 @@ fn flush_pages_batches_under_one_barrier_pair() {
         let too_many = vec![pages[0]; FULL_FLUSH_THRESHOLD + 1];
         assert!(tlb.flush_pages_ops(&too_many).is_none());
     }
+}
+
+/// The range operand's fields where the Arm ARM puts them (TLBI RVAE1IS etc., 4 KiB granule):
+/// ASID 63:48, TG 47:46 = 0b01, SCALE 45:44, NUM 43:39, TTL 38:37 = 0, BaseADDR 36:0 =
+/// VA[48:12]; the range is (NUM + 1) << (5 × SCALE + 1) pages and always covers what was asked.
+#[test]
+fn range_operand_fields_and_coverage() {
+    use awk_paging_aarch64::maint::tlbi_range_operand;
+    let field = |x: u64, lo: u32, bits: u32| (x >> lo) & ((1 << bits) - 1);
+    // Hand-computed: 2 pages at 0x5000 with ASID 7: SCALE 0, NUM 0.
+    assert_eq!(
+        tlbi_range_operand(VirtAddr::new(0x5000), 2, Some(7)),
+        Some(7 << 48 | 1 << 46 | 5)
+    );
+    // 33 pages: SCALE 0 steps of 2 need 17 (NUM 16).
+    assert_eq!(
+        tlbi_range_operand(VirtAddr::new(0), 33, None),
+        Some(1 << 46 | 16 << 39)
+    );
+    // 65 pages: 33 steps of 2 do not fit in NUM: SCALE 1 (64-page steps), NUM 1.
+    assert_eq!(
+        tlbi_range_operand(VirtAddr::new(0), 65, None),
+        Some(1 << 46 | 1 << 44 | 1 << 39)
+    );
+    // An upper-half address: BaseADDR keeps VA[48:12] (bit 36 = VA bit 48 selects TTBR1).
+    let x = tlbi_range_operand(VirtAddr::new(0xffff_8000_4000_0000), 4, None).unwrap();
+    assert_eq!(
+        field(x, 0, 37),
+        (0xffff_8000_4000_0000u64 >> 12) & ((1 << 37) - 1)
+    );
+    assert_eq!(field(x, 36, 1), 1);
+    // Coverage for many sizes: at least what was asked, less than twice the step more.
+    for pages in [
+        1u64,
+        2,
+        3,
+        31,
+        64,
+        65,
+        512,
+        513,
+        1 << 15,
+        262_144,
+        (1 << 21) - 1,
+        1 << 21,
+    ] {
+        let x = tlbi_range_operand(VirtAddr::new(0x4000_0000), pages, Some(1)).unwrap();
+        assert_eq!(field(x, 46, 2), 0b01, "TG");
+        assert_eq!(field(x, 37, 2), 0, "TTL");
+        assert_eq!(field(x, 48, 16), 1, "ASID");
+        let (scale, num) = (field(x, 44, 2), field(x, 39, 5));
+        let step = 1u64 << (5 * scale + 1);
+        let covered = (num + 1) * step;
+        assert!(
+            covered >= pages && covered < pages + step,
+            "{pages}: {covered}"
+        );
+    }
+    assert_eq!(
+        tlbi_range_operand(VirtAddr::new(0), (1 << 21) + 1, None),
+        None
+    );
+}
+
+/// FEAT_TLBIRANGE is read from ID_AA64ISAR0_EL1.TLB (bits 59:56): 0b0010 only.
+#[test]
+fn range_support_from_isar0() {
+    use awk_paging_aarch64::tlbi_range_in_isar0;
+    assert!(tlbi_range_in_isar0(0b0010 << 56));
+    assert!(!tlbi_range_in_isar0(0b0001 << 56));
+    assert!(!tlbi_range_in_isar0(0xf << 52));
+}
+
+/// `flush_range_ops` follows the TLBI rules (`dsb ishst` before, `dsb ish; isb` after, one
+/// broadcast invalidation), picks the ASID / all-ASID and all-levels / last-level range form
+/// the table and the change need, and covers the range.
+#[test]
+fn flush_range_sequences_follow_the_rules() {
+    for asid in [None, Some(5u16)] {
+        for walks in [false, true] {
+            let seq = TlbEl1 { asid }
+                .flush_range_ops(VirtAddr::new(0x4000_0000), 600, walks)
+                .unwrap();
+            let ops = seq.ops();
+            check_tlbi_rules(ops).unwrap();
+            let (t, x) = single_tlbi(ops).unwrap();
+            assert!(t.broadcast(), "{t:?}");
+            assert_eq!(
+                t.scope(),
+                Scope::Range {
+                    asid: asid.is_some(),
+                    last_level_only: !walks
+                },
+                "{t:?}"
+            );
+            assert_eq!(x >> 48, asid.map_or(0, u64::from), "ASID field");
+            let (scale, num) = ((x >> 44) & 3, (x >> 39) & 31);
+            assert!((num + 1) << (5 * scale + 1) >= 600);
+            assert_eq!(x & ((1 << 37) - 1), 0x4_0000, "BaseADDR");
+        }
+    }
+    assert!(TlbEl1 { asid: None }
+        .flush_range_ops(VirtAddr::new(0), 1 << 22, true)
+        .is_none());
 }

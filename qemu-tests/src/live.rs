@@ -541,6 +541,58 @@ pub fn protect_range_splits_live_huge_page<M: Machine>() -> Result<(), Failure> 
     Ok(())
 }
 
+/// Range operations past the per-page invalidation threshold (64 pages): the gather flushes
+/// everything or, on a CPU with range invalidation (AArch64 FEAT_TLBIRANGE, e.g. `-cpu max`),
+/// the range of changes. Every page is written first (the TLB holds it writable), then
+/// protected read-only in one call: every write must fault; then unmapped in one call: every
+/// read must fault. A flush that misses part of the range (or none: the `no-tlb-flush` build)
+/// leaves stale writable or mapped entries.
+pub fn range_past_the_threshold_is_seen_by_the_cpu<M: Machine>() -> Result<(), Failure> {
+    const PAGES: u64 = 64;
+    let (v, pa) = (gib(3), M::SPARE_2M);
+    map_range::<M>(
+        v,
+        PhyAddr::new(pa),
+        PAGES * PAGE,
+        Flags::RW,
+        PageSize::Size4K,
+    )?;
+    for i in 0..PAGES {
+        let p = at(v, i * PAGE);
+        ensure_eq!(
+            probe::write(p.as_u64(), 0x7a00 + i),
+            Ok(()),
+            "write page {i}"
+        );
+    }
+    protect_range::<M>(v, PAGES * PAGE, Flags::RO)?;
+    for i in 0..PAGES {
+        let p = at(v, i * PAGE);
+        expect_fault(
+            probe::write(p.as_u64() + 8, 0xbad),
+            at(p, 8),
+            FaultKind::WriteDenied,
+            format_args!("write page {i} after protect_range (stale writable TLB entry?)"),
+        )?;
+        ensure_eq!(probe::read(p.as_u64()), Ok(0x7a00 + i), "read page {i}");
+    }
+    ensure_eq!(
+        unmap_range::<M>(v, PAGES * PAGE)?,
+        PAGES as usize,
+        "pages unmapped"
+    );
+    for i in 0..PAGES {
+        let p = at(v, i * PAGE);
+        expect_fault(
+            probe::read(p.as_u64()),
+            p,
+            FaultKind::NotMapped,
+            format_args!("read page {i} after unmap_range (stale TLB entry?)"),
+        )?;
+    }
+    Ok(())
+}
+
 /// `unmap_range` reclaims the tables under the range — after its TLB invalidation — and
 /// nothing walks them afterwards. 16 pages are mapped in a GiB of their own (a level-2 and a
 /// level-1 table, taken from the pool: known in advance, since the pool is a stack), half of

@@ -23,11 +23,12 @@ pub const NO_FLUSH_FEATURES: &str = "kernel,no-tlb-flush";
 /// The tests that depend on TLB maintenance: built with `no-tlb-flush`, exactly these must fail
 /// (they see stale translations). Kept sorted. `Some(arch)`: a test only that architecture's
 /// kernels have.
-const TLB_DEPENDENT: [(&str, Option<Arch>); 9] = [
+const TLB_DEPENDENT: [(&str, Option<Arch>); 10] = [
     ("live::contiguous_hint_map_and_protect", AARCH64_ONLY),
     ("live::instance_api_huge_page_lifecycle", None),
     ("live::map_range_alloc_then_unmap_range_free", None),
     ("live::protect_range_splits_live_huge_page", None),
+    ("live::range_past_the_threshold_is_seen_by_the_cpu", None),
     ("live::remap_visible_after_flush", None),
     ("live::remap_visible_after_flush_all", None),
     ("live::remap_visible_after_flush_page", None),

@@ -123,6 +123,7 @@ macro_rules! __awk_check_names {
                 stale_translation_without_flush,
                 fresh_translation_after_flush,
                 stale_permissions_until_update_is_flushed,
+                range_changes_seen_after_finish,
             ]
         }
     };

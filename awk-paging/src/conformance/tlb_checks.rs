@@ -98,3 +98,66 @@ pub fn stale_permissions_until_update_is_flushed<H: Harness>(h: &mut H) -> Resul
     );
     finish(h, pt)
 }
+
+/// Range operations past the per-page threshold: after `finish`, the CPU sees every page's
+/// change — a protect whose loops stop recording pages once the gather flushes everything
+/// (also when the gather already flushes everything before it starts), and an unmap that
+/// detaches a whole table — whether the hook flushes everything or narrows the flush to the
+/// range of changes (`Tlb::flush_range`).
+pub fn range_changes_seen_after_finish<H: Harness>(h: &mut H) -> Result<(), Failure> {
+    const PAGES: u64 = 512 + 64;
+    let mut pt = h.fresh()?;
+    // The last 64 pages of one leaf table, then a whole one (detached whole at the end of
+    // the range: the range of changes must reach past its first page).
+    let va = VirtAddr::new(h.va_window().as_u64() + (1 << 21) - 64 * 0x1000);
+    let pa = h.pa_window();
+    let small = crate::RangeOptions {
+        max_page: PageSize::Size4K,
+    };
+    let page = |i: u64| VirtAddr::new(va.as_u64() + i * 0x1000);
+    let frame = |i: u64| PhyAddr::new(pa.as_u64() + i * 0x1000);
+    let done = |pt: &mut TableOf<H>, g| {
+        pt.finish(g)
+            .map_err(|_| Failure::new(format_args!("gather refused")))
+    };
+    let mut g = pt.gather();
+    // SAFETY (all): never activated.
+    let r = unsafe { pt.map_range(va, pa, PAGES * 0x1000, Flags::RW, small, &mut g) };
+    done(&mut pt, g)?;
+    ensure!(r.is_ok(), "map_range: {r:?}");
+    for i in 0..PAGES {
+        ensure_eq!(
+            observe(h, &pt, page(i))?,
+            Observed::Mapped(frame(i), true),
+            "page {i}"
+        );
+    }
+    // A protect past the threshold, then one of a gather already flushing everything.
+    let mut g = pt.gather();
+    let half = PAGES / 2 * 0x1000;
+    let r = unsafe { pt.protect_range(va, half, Flags::RO, &mut g) };
+    ensure!(r.is_ok(), "protect_range: {r:?}");
+    let r = unsafe { pt.protect_range(page(PAGES / 2), half, Flags::RO, &mut g) };
+    ensure!(r.is_ok(), "protect_range: {r:?}");
+    done(&mut pt, g)?;
+    for i in 0..PAGES {
+        ensure_eq!(
+            observe(h, &pt, page(i))?,
+            Observed::Mapped(frame(i), false),
+            "page {i} after protect_range"
+        );
+    }
+    // An unmap that detaches the whole leaf table.
+    let mut g = pt.gather();
+    let r = unsafe { pt.drop_range(va, PAGES * 0x1000, &mut g) };
+    ensure!(r.is_ok(), "drop_range: {r:?}");
+    done(&mut pt, g)?;
+    for i in 0..PAGES {
+        ensure_eq!(
+            observe(h, &pt, page(i))?,
+            Observed::Fault,
+            "page {i} after drop_range"
+        );
+    }
+    finish(h, pt)
+}

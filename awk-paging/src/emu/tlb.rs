@@ -405,6 +405,46 @@ impl EmuTlb {
         }
     }
 
+    /// Invalidates every leaf overlapping `[first, first + pages × 4 KiB)` for `asid` (`None`:
+    /// every ASID) and, if `walks`, every walk entry naming a table whose span overlaps it
+    /// (`tlbi rvae1is`; `rvale1is` without `walks`). Counts nothing.
+    ///
+    /// ```
+    /// use awk_paging::emu::EmuTlb;
+    /// use awk_paging::{Attrs, Flags, PageSize, PhyAddr, Translation, VirtAddr};
+    /// let tlb = EmuTlb::new();
+    /// let va = VirtAddr::new(0x5000);
+    /// let t = Translation { pa: PhyAddr::new(0x9000), page: va, frame: PhyAddr::new(0x9000),
+    ///     size: PageSize::Size4K, attrs: Attrs::from(Flags::RO) };
+    /// tlb.access(va, |_| Some(t));
+    /// tlb.invalidate_range(VirtAddr::new(0x6000), 4, None, false); // after it: kept
+    /// assert_eq!(tlb.cached(), 1);
+    /// tlb.invalidate_range(VirtAddr::new(0x4000), 2, None, false);
+    /// assert_eq!(tlb.cached(), 0);
+    /// ```
+    pub fn invalidate_range(&self, first: VirtAddr, pages: u64, asid: Option<u16>, walks: bool) {
+        let lo = first.as_u64();
+        let hi = lo.saturating_add(pages.saturating_mul(4096));
+        let overlaps = |start: u64, shift: u32| {
+            let end = start.saturating_add(1u64.checked_shl(shift).unwrap_or(u64::MAX));
+            start < hi && lo < end
+        };
+        let hits_tag = |tag: Option<u16>| match (asid, tag) {
+            (None, _) | (_, None) => true,
+            (Some(a), Some(t)) => a == t,
+        };
+        self.leaves.borrow_mut().retain(|&(tag, s, page), _| {
+            !(hits_tag(tag) && overlaps(page << s.shift(), s.shift()))
+        });
+        if walks {
+            self.walks.borrow_mut().retain(|&(a, l, prefix), _| {
+                let shift = 12 + 9 * (u32::from(l) + 1);
+                let start = prefix.checked_shl(shift).unwrap_or(0);
+                !(asid.is_none_or(|n| n == a) && (shift >= 64 || overlaps(start, shift)))
+            });
+        }
+    }
+
     /// Invalidates every non-global leaf and every walk entry of ASID `asid` (`tlbi aside1is`;
     /// a CR3 load with PCIDs). Global leaves stay. Counts nothing.
     ///
@@ -523,6 +563,14 @@ impl Tlb for EmuTlb {
         self.hook_flush_page(va, self.hook);
     }
 
+    /// The model has range invalidation (as a CPU with FEAT_TLBIRANGE): counted as one page
+    /// flush.
+    fn flush_range(&self, first: VirtAddr, pages: u64, walks: bool) -> bool {
+        bump(&self.page_flushes);
+        self.invalidate_range(first, pages, self.hook, walks);
+        true
+    }
+
     fn flush_page_asid(&self, va: VirtAddr, asid: u16) {
         self.hook_flush_page(va, Some(asid));
     }
@@ -577,6 +625,10 @@ impl Tlb for AsidTlb<'_> {
 impl Tlb for std::rc::Rc<EmuTlb> {
     fn flush_page(&self, va: VirtAddr) {
         (**self).flush_page(va)
+    }
+
+    fn flush_range(&self, first: VirtAddr, pages: u64, walks: bool) -> bool {
+        (**self).flush_range(first, pages, walks)
     }
 
     fn flush_page_asid(&self, va: VirtAddr, asid: u16) {

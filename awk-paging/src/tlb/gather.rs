@@ -68,6 +68,12 @@ pub struct Gather {
     publish: bool,
     tables: [(PhyAddr, u8); GATHER_TABLES],
     ntables: usize,
+    /// The smallest VA range holding every change recorded (`[lo, hi)`; `lo > hi`: none),
+    /// and whether any needs walk caches invalidated: what a full flush may be narrowed to
+    /// ([`Tlb::flush_range`](crate::Tlb::flush_range)).
+    lo: u64,
+    hi: u64,
+    walks: bool,
 }
 
 impl Gather {
@@ -85,7 +91,27 @@ impl Gather {
             publish: false,
             tables: [(PhyAddr::ZERO, 0); GATHER_TABLES],
             ntables: 0,
+            lo: u64::MAX,
+            hi: 0,
+            walks: false,
         }
+    }
+
+    /// Widens the range of changes by `[va, va + len)`.
+    #[inline(always)]
+    fn cover(&mut self, va: VirtAddr, len: u64, walks: bool) {
+        let (start, end) = (va.as_u64(), va.as_u64().saturating_add(len));
+        self.lo = self.lo.min(start);
+        self.hi = self.hi.max(end);
+        self.walks |= walks;
+    }
+
+    /// Records that every page of `[va, va + len)` may change without an invalidation of its
+    /// own (a range operation whose loops stop recording pages once the gather flushes
+    /// everything): a full flush then still covers them, and so does its narrowing.
+    #[inline]
+    pub(crate) fn invalidate_span(&mut self, va: VirtAddr, len: u64, walks: bool) {
+        self.cover(va, len, walks);
     }
 
     /// Whether nothing is owed.
@@ -123,6 +149,11 @@ impl Gather {
     /// Records an invalidation of the page or block of `size` containing `va`.
     #[inline]
     pub(crate) fn invalidate(&mut self, va: VirtAddr, size: PageSize, walks: bool) {
+        self.cover(
+            VirtAddr::new(va.as_u64() & !size.offset_mask()),
+            size.bytes(),
+            walks,
+        );
         if self.flush_all {
             return;
         }
@@ -144,9 +175,12 @@ impl Gather {
         self.len += 1;
     }
 
-    /// Records that the whole address space must be invalidated (a subtree was dropped).
+    /// Records that everything in `[va, va + len)` must be invalidated, walk caches included
+    /// (a subtree was dropped): a full flush, which [`Tlb::flush_range`](crate::Tlb::flush_range)
+    /// may narrow to the range of changes.
     #[inline]
-    pub(crate) fn invalidate_all(&mut self) {
+    pub(crate) fn invalidate_all_in(&mut self, va: VirtAddr, len: u64) {
+        self.cover(va, len, true);
         self.flush_all = true;
         self.len = 0;
     }
@@ -175,6 +209,16 @@ impl Gather {
         self.ntables == GATHER_TABLES
     }
 
+    /// For a full flush: the range of changes as (first page, 4 KiB pages, walk caches too),
+    /// if one was recorded.
+    pub(crate) fn changed_range(&self) -> Option<(VirtAddr, u64, bool)> {
+        let lo = self.lo & !0xfff;
+        (self.lo < self.hi).then(|| {
+            let pages = (self.hi - lo).div_ceil(4096);
+            (VirtAddr::new(lo), pages, self.walks)
+        })
+    }
+
     /// The pending invalidations, or `None` for a full flush; and whether a publish is owed.
     pub(crate) fn pending(&self) -> (Option<&[Invalidation]>, bool) {
         let list = (!self.flush_all).then(|| &self.pending[..self.len]);
@@ -191,6 +235,9 @@ impl Gather {
         self.len = 0;
         self.flush_all = false;
         self.publish = false;
+        self.lo = u64::MAX;
+        self.hi = 0;
+        self.walks = false;
     }
 
     /// Forgets the detached tables, once freed.

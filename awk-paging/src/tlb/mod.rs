@@ -81,6 +81,22 @@ pub trait Tlb {
         }
     }
 
+    /// Invalidates every cached translation of the `pages` 4 KiB pages from `first` (walk
+    /// caches too if `walks`), if this hook can do that with range operations (AArch64
+    /// FEAT_TLBIRANGE: `tlbi rvae1is`/`rvale1is`), and returns whether it did. A [`Gather`]
+    /// past [`FULL_FLUSH_THRESHOLD`] pages asks this first and falls back to
+    /// [`flush_all`](Self::flush_all) on `false`. The range may cover more than what changed;
+    /// it always covers all of it. Default: `false`.
+    ///
+    /// ```
+    /// use awk_paging::{NoTlb, Tlb, VirtAddr};
+    /// assert!(!NoTlb.flush_range(VirtAddr::new(0x4000_0000), 512, false));
+    /// ```
+    #[inline]
+    fn flush_range(&self, _first: VirtAddr, _pages: u64, _walks: bool) -> bool {
+        false
+    }
+
     /// Makes prior table writes visible to the hardware walker before the new entries are used
     /// (AArch64: `dsb ishst; isb`). Default: nothing (x86 walks are coherent with ordinary
     /// stores).
@@ -166,6 +182,10 @@ impl<T: Tlb + ?Sized> Tlb for &T {
     #[inline]
     fn flush_pages(&self, pages: &[Invalidation]) {
         (**self).flush_pages(pages)
+    }
+    #[inline]
+    fn flush_range(&self, first: VirtAddr, pages: u64, walks: bool) -> bool {
+        (**self).flush_range(first, pages, walks)
     }
     #[inline]
     fn publish(&self) {

@@ -159,6 +159,10 @@ const LIVE: &[Test] = &[
         run: live::protect_range_splits_live_huge_page::<Pc>,
     },
     Test {
+        name: "live::range_past_the_threshold_is_seen_by_the_cpu",
+        run: live::range_past_the_threshold_is_seen_by_the_cpu::<Pc>,
+    },
+    Test {
         name: "live::unmap_range_reclaimed_table_is_not_walked",
         run: live::unmap_range_reclaimed_table_is_not_walked::<Pc>,
     },

@@ -113,7 +113,11 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
     pub(crate) fn flush_owed(&mut self, g: &mut Gather) {
         let (pending, publish) = g.pending();
         match pending {
-            None => self.tlb.flush_all(),
+            // Narrowed to the range of changes where the hook can (range TLBIs).
+            None => match g.changed_range() {
+                Some((first, pages, walks)) if self.tlb.flush_range(first, pages, walks) => {}
+                _ => self.tlb.flush_all(),
+            },
             Some(list) => {
                 if !list.is_empty() {
                     self.tlb.flush_pages(list);

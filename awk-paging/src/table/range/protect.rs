@@ -74,6 +74,9 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> PageTable<A, M, F, 
             reserve,
             gather,
         };
+        // The rewrite loops stop recording pages once the gather flushes everything: the
+        // whole range stands for them.
+        op.gather.invalidate_span(va, len, false);
         let r = self.walk_range(span.start, span.end, &mut op);
         let leftover = core::mem::take(&mut op.reserve);
         leftover.give_back(&self.mem, &mut self.frames);

@@ -349,7 +349,8 @@ impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPa
                 // The whole subtree goes: one store; every leaf in it leaves the TLB by a full
                 // flush, after which its tables are freed.
                 self.detach(pt, c, next);
-                self.gather.invalidate_all();
+                let len = c.piece.end - c.piece.start;
+                self.gather.invalidate_all_in(pt.va_at(c.piece.start), len);
                 if let Some(f) = &mut self.f {
                     if pt.arch.hardware_updates_entries() {
                         // Reported once no walker can set Accessed/Dirty in it any more.
