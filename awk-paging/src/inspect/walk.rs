@@ -7,7 +7,8 @@ use core::ops::ControlFlow;
 
 use super::read::{PhysRead, ReadError};
 use crate::arch::{Arch, Entry, Limits};
-use crate::table::{Pieces, MAX_LEVELS};
+use crate::table::visit::{self, Chunk, Source, Step};
+use crate::table::{Piece, MAX_LEVELS};
 use crate::{AddrError, Attrs, PageSize, PhyAddr, VirtAddr, ENTRIES};
 
 /// Translation tables rooted at `root`, read through a [`PhysRead`]: another machine's, a
@@ -235,17 +236,16 @@ impl<A: Arch, R: PhysRead> ForeignTable<A, R> {
         let levels = self.levels();
         let mut cx = Cx {
             v,
-            path: [PhyAddr::ZERO; MAX_LEVELS],
+            limits: [Limits::NONE; MAX_LEVELS + 1],
             depth: 0,
             left: self.budget,
             walked: Walked::default(),
+            stop: None,
         };
         if levels == 0 {
             return Ok(cx.walked);
         }
         let root = self.root;
-        cx.path[0] = root;
-        cx.depth = 1;
         let t = TableVisit {
             table: root,
             level: levels - 1,
@@ -254,116 +254,204 @@ impl<A: Arch, R: PhysRead> ForeignTable<A, R> {
         };
         flow(cx.v.enter(&t))?;
         cx.walked.tables += 1;
-        self.walk_table(&mut cx, root, levels - 1, start, end, Limits::NONE)?;
+        cx.depth = 1;
+        let mut src = Foreign(self);
+        if visit::walk(&mut src, root, levels - 1, start, end, &mut cx).is_err() {
+            return Err(cx.stop.take().unwrap_or(WalkError::Budget {
+                at: self.arch.va_from_bits(start),
+            }));
+        }
         flow(cx.v.leave(&t))?;
         Ok(cx.walked)
     }
+}
 
-    fn walk_table<V: Visitor>(
-        &self,
-        cx: &mut Cx<'_, V>,
-        table: PhyAddr,
-        level: u8,
-        start: u64,
-        end: u64,
-        limits: Limits,
-    ) -> Result<(), WalkError<V::Break>> {
-        for piece in Pieces::new(level, start, end) {
-            let va = self.arch.va_from_bits(piece.start);
-            if cx.left == 0 {
-                return Err(WalkError::Budget { at: va });
-            }
-            cx.left -= 1;
-            cx.walked.entries += 1;
-            let broken = |kind| Broken {
-                va,
-                len: end - piece.start,
-                level,
-                table,
-                index: piece.index,
-                kind,
-            };
-            let raw = match self.read(table, piece.index) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    // The rest of this table's share of the range is unreadable too (or at
-                    // least untrustworthy): one report for all of it.
-                    cx.walked.broken += 1;
-                    return flow(cx.v.broken(&broken(BrokenKind::Unreadable(e.addr))));
-                }
-            };
-            let one = |cx: &mut Cx<'_, V>, kind| {
-                cx.walked.broken += 1;
-                flow(cx.v.broken(&Broken {
-                    len: piece.end - piece.start,
-                    ..broken(kind)
-                }))
-            };
-            match self.arch.decode(raw, level) {
-                Entry::Invalid => flow(cx.v.hole(&Hole {
-                    va,
-                    len: piece.end - piece.start,
-                    level,
-                    raw,
-                    table,
-                    index: piece.index,
-                }))?,
-                Entry::Leaf(frame) => match PageSize::from_level(level) {
-                    Some(size) => {
-                        cx.walked.leaves += 1;
-                        flow(cx.v.leaf(&Leaf {
-                            va: self.arch.va_from_bits(piece.base),
-                            frame,
-                            size,
-                            level,
-                            raw,
-                            limits,
-                            attrs: self.arch.effective_attrs(raw, level, limits),
-                            table,
-                            index: piece.index,
-                        }))?
-                    }
-                    None => one(cx, BrokenKind::LeafAtLevel(raw))?,
-                },
-                Entry::Table(_) if level == 0 => one(cx, BrokenKind::TableAtLastLevel(raw))?,
-                Entry::Table(next) if cx.path[..cx.depth].contains(&next) => {
-                    one(cx, BrokenKind::Loop(next))?
-                }
-                Entry::Table(next) => {
-                    if cx.depth >= MAX_LEVELS {
-                        one(cx, BrokenKind::TableAtLastLevel(raw))?;
-                        continue;
-                    }
-                    let below = limits.union(self.arch.table_limits(raw, level));
-                    let t = TableVisit {
-                        table: next,
-                        level: level - 1,
-                        va,
-                        limits: below,
-                    };
-                    flow(cx.v.enter(&t))?;
-                    cx.walked.tables += 1;
-                    cx.path[cx.depth] = next;
-                    cx.depth += 1;
-                    let r = self.walk_table(cx, next, level - 1, piece.start, piece.end, below);
-                    cx.depth -= 1;
-                    r?;
-                    flow(cx.v.leave(&t))?;
-                }
+/// A [`ForeignTable`] as the crate walker's [`Source`]: entries read through its
+/// [`PhysRead`], named by their table and index.
+struct Foreign<'t, A, R>(&'t ForeignTable<A, R>);
+
+impl<A: Arch, R: PhysRead> Source for Foreign<'_, A, R> {
+    type Arch = A;
+    type Handle = ();
+
+    #[inline(always)]
+    fn arch(&self) -> &A {
+        &self.0.arch
+    }
+
+    #[inline(always)]
+    fn read(&self, table: PhyAddr, index: usize) -> Result<((), u64), PhyAddr> {
+        self.0
+            .read(table, index)
+            .map(|raw| ((), raw))
+            .map_err(|e| e.addr)
+    }
+}
+
+/// The read-only walk as a visitor of the crate's walker: holes, leaves with the limits of
+/// every table entry above them, tables entered and left, broken spots reported (and walked
+/// around), and the entry budget. Where the walk must end (the visitor stopped it, the budget
+/// ran out), the reason goes into `stop` and the walker is ended with `Err(())`.
+struct Cx<'v, V: Visitor> {
+    v: &'v mut V,
+    /// `limits[d]`: the limits over the table at depth `d` (the root is at depth 1).
+    limits: [Limits; MAX_LEVELS + 1],
+    /// Tables on the path (the root counts).
+    depth: usize,
+    left: u64,
+    walked: Walked,
+    stop: Option<WalkError<V::Break>>,
+}
+
+impl<V: Visitor> Cx<'_, V> {
+    /// `c` as the caller's `Continue` / `Break`: a break ends the walk.
+    #[inline(always)]
+    fn go(&mut self, c: ControlFlow<V::Break>) -> Result<(), ()> {
+        match c {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(b) => {
+                self.stop = Some(WalkError::Stopped(b));
+                Err(())
             }
         }
+    }
+
+    /// Reports a broken spot (and counts it).
+    fn broken(&mut self, b: Broken) -> Result<(), ()> {
+        self.walked.broken += 1;
+        let c = self.v.broken(&b);
+        self.go(c)
+    }
+
+    /// Counts one entry against the budget (`Err` once it is spent).
+    #[inline(always)]
+    fn spend(&mut self, va: VirtAddr) -> Result<(), ()> {
+        if self.left == 0 {
+            self.stop = Some(WalkError::Budget { at: va });
+            return Err(());
+        }
+        self.left -= 1;
+        self.walked.entries += 1;
         Ok(())
     }
 }
 
-struct Cx<'v, V> {
-    v: &'v mut V,
-    /// The tables on the path from the root (loop check).
-    path: [PhyAddr; MAX_LEVELS],
-    depth: usize,
-    /// Entries the walk may still read.
-    left: u64,
-    walked: Walked,
+impl<A: Arch, R: PhysRead, V: Visitor> visit::Visitor<Foreign<'_, A, R>> for Cx<'_, V> {
+    type Error = ();
+
+    fn visit(&mut self, src: &mut Foreign<'_, A, R>, c: &Chunk<()>) -> Result<Step, ()> {
+        let arch = src.0.arch;
+        let (level, piece, raw, table) = (c.level, c.piece, c.raw, c.table);
+        let va = arch.va_from_bits(piece.start);
+        self.spend(va)?;
+        let len = piece.end - piece.start;
+        let broken = |kind| Broken {
+            va,
+            len,
+            level,
+            table,
+            index: piece.index,
+            kind,
+        };
+        let limits = self.limits[self.depth];
+        match c.entry {
+            Entry::Invalid => {
+                let h = self.v.hole(&Hole {
+                    va,
+                    len,
+                    level,
+                    raw,
+                    table,
+                    index: piece.index,
+                });
+                self.go(h)?;
+            }
+            Entry::Leaf(frame) => match PageSize::from_level(level) {
+                Some(size) => {
+                    self.walked.leaves += 1;
+                    let l = self.v.leaf(&Leaf {
+                        va: arch.va_from_bits(piece.base),
+                        frame,
+                        size,
+                        level,
+                        raw,
+                        limits,
+                        attrs: arch.effective_attrs(raw, level, limits),
+                        table,
+                        index: piece.index,
+                    });
+                    self.go(l)?;
+                }
+                None => self.broken(broken(BrokenKind::LeafAtLevel(raw)))?,
+            },
+            Entry::Table(_) if level == 0 => {
+                self.broken(broken(BrokenKind::TableAtLastLevel(raw)))?;
+            }
+            Entry::Table(next) if c.looped => self.broken(broken(BrokenKind::Loop(next)))?,
+            Entry::Table(_) if self.depth >= MAX_LEVELS => {
+                self.broken(broken(BrokenKind::TableAtLastLevel(raw)))?;
+            }
+            Entry::Table(next) => {
+                let below = limits.union(arch.table_limits(raw, level));
+                let t = TableVisit {
+                    table: next,
+                    level: level - 1,
+                    va,
+                    limits: below,
+                };
+                let e = self.v.enter(&t);
+                self.go(e)?;
+                self.walked.tables += 1;
+                self.depth += 1;
+                self.limits[self.depth] = below;
+                return Ok(Step::Into(next));
+            }
+        }
+        Ok(Step::Next)
+    }
+
+    fn leave(
+        &mut self,
+        src: &mut Foreign<'_, A, R>,
+        c: &Chunk<()>,
+        child: PhyAddr,
+    ) -> Result<(), ()> {
+        let arch = src.0.arch;
+        let t = TableVisit {
+            table: child,
+            level: c.level - 1,
+            va: arch.va_from_bits(c.piece.start),
+            limits: self.limits[self.depth],
+        };
+        self.depth -= 1;
+        let l = self.v.leave(&t);
+        self.go(l)
+    }
+
+    fn unreadable(
+        &mut self,
+        src: &mut Foreign<'_, A, R>,
+        table: PhyAddr,
+        level: u8,
+        piece: &Piece,
+        end: u64,
+        addr: PhyAddr,
+    ) -> Result<(), ()> {
+        let va = src.0.arch.va_from_bits(piece.start);
+        self.spend(va)?;
+        // The rest of this table's share of the range is unreadable too (or at least
+        // untrustworthy): one report for all of it.
+        self.broken(Broken {
+            va,
+            len: end - piece.start,
+            level,
+            table,
+            index: piece.index,
+            kind: BrokenKind::Unreadable(addr),
+        })
+    }
+
+    fn broken(&self, _at: u64, _recursive: bool) {}
 }
 
 #[inline(always)]

@@ -29,7 +29,7 @@ mod read;
 mod reclaim;
 mod reserve;
 mod single;
-mod visit;
+pub(crate) mod visit;
 mod walk;
 mod widen;
 
@@ -37,7 +37,7 @@ pub use range::{RangeOptions, UnmappedPage};
 pub use read::LiveMem;
 
 /// For the read-only walker (`inspect`): range arithmetic shared with the range engine.
-pub(crate) use chunk::Pieces;
+pub(crate) use chunk::Piece;
 
 use crate::arch::Arch;
 use crate::{Attrs, FrameAllocator, MapError, PageSize, PhyAddr, PhysMem, Policy, Tlb, VirtAddr};

@@ -170,7 +170,9 @@ impl MapPlan<'_> {
 /// Pass 1 of `map_range`.
 struct Count<'p, 'g>(&'p mut MapPlan<'g>);
 
-impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for Count<'_, '_> {
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<PageTable<A, M, F, T>>
+    for Count<'_, '_>
+{
     type Error = RangeError<MapError>;
 
     fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {
@@ -341,7 +343,7 @@ fn fill_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
 /// Pass 2 of `map_range`.
 pub(in crate::table) struct Commit<'p, 'g>(pub(in crate::table) &'p mut MapPlan<'g>);
 
-impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T>
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<PageTable<A, M, F, T>>
     for Commit<'_, '_>
 {
     type Error = RangeError<MapError>;

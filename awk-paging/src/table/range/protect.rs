@@ -92,7 +92,9 @@ struct ProtectOp<'g> {
     gather: &'g mut Gather,
 }
 
-impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for ProtectOp<'_> {
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<PageTable<A, M, F, T>>
+    for ProtectOp<'_>
+{
     type Error = RangeError<MapError>;
 
     fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {

@@ -76,7 +76,9 @@ pub(super) struct CountSplits {
     pub(super) skip_whole: bool,
 }
 
-impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<A, M, F, T> for CountSplits {
+impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone> Visitor<PageTable<A, M, F, T>>
+    for CountSplits
+{
     type Error = RangeError<MapError>;
 
     fn visit(&mut self, pt: &mut PageTable<A, M, F, T>, c: &Chunk) -> Result<Step, Self::Error> {

@@ -301,7 +301,7 @@ fn report_table<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone>(
 }
 
 impl<A: Arch, M: PhysMem, F: FrameAllocator, T: Tlb + Clone, G: FnMut(UnmappedPage)>
-    Visitor<A, M, F, T> for UnmapOp<'_, G>
+    Visitor<PageTable<A, M, F, T>> for UnmapOp<'_, G>
 {
     type Error = RangeError<MapError>;
 
