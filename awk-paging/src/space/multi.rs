@@ -5,7 +5,9 @@
 
 use crate::arch::{table_index, Arch, Entry, Limits};
 use crate::table::entry::Slot;
-use crate::{Mapping, PageSize, PhyAddr, PhysMem, VirtAddr, ENTRIES};
+use crate::table::visit::{self, Chunk, Source, Step, Visitor};
+use crate::table::{Piece, MAX_LEVELS};
+use crate::{Mapping, PageSize, PhyAddr, PhysMem, VirtAddr};
 
 /// What [`walk_roots`] found.
 ///
@@ -82,83 +84,132 @@ pub fn walk_roots<A: Arch, M: PhysMem>(
     mut f: impl FnMut(Walked),
 ) {
     let top = arch.levels().saturating_sub(1);
+    if usize::from(top) >= MAX_LEVELS {
+        return;
+    }
+    let end = 1u64 << (12 + 9 * (u32::from(top) + 1));
     for (k, &root) in roots.iter().enumerate() {
-        let mut path = [PhyAddr::ZERO; 6];
-        path[0] = root;
-        let w = Walk {
+        let mut w = Walk {
             arch,
             mem,
             roots,
             root: k,
+            limits: [Limits::NONE; MAX_LEVELS + 1],
+            depth: 0,
+            f: &mut f,
         };
-        w.table(root, top, 0, Limits::NONE, &mut path, 1, &mut f);
+        let mut src = LiveTables { arch, mem };
+        // The visitor never fails: unreadable tables and loops are skipped.
+        let _ = visit::walk(&mut src, root, top, 0, end, &mut w);
     }
 }
 
-struct Walk<'a, A, M> {
+/// Live tables read through a [`PhysMem`], read-only: the walker's [`Source`] here.
+struct LiveTables<'a, A, M> {
+    arch: &'a A,
+    mem: &'a M,
+}
+
+impl<A: Arch, M: PhysMem> Source for LiveTables<'_, A, M> {
+    type Arch = A;
+    type Handle = ();
+
+    #[inline(always)]
+    fn arch(&self) -> &A {
+        self.arch
+    }
+
+    #[inline(always)]
+    fn read(&self, table: PhyAddr, index: usize) -> Result<((), u64), PhyAddr> {
+        let slot = Slot::of(self.mem, table, index).ok_or(table)?;
+        Ok(((), slot.load()))
+    }
+}
+
+/// One root's walk, as a visitor of the crate's walker.
+struct Walk<'a, 'f, A, M, F> {
     arch: &'a A,
     mem: &'a M,
     roots: &'a [PhyAddr],
     root: usize,
+    /// `limits[d]`: the restrictions over the table at depth `d` (the root's are at 0).
+    limits: [Limits; MAX_LEVELS + 1],
+    depth: usize,
+    f: &'f mut F,
 }
 
-impl<A: Arch, M: PhysMem> Walk<'_, A, M> {
-    #[allow(clippy::too_many_arguments)]
-    fn table(
-        &self,
-        table: PhyAddr,
-        level: u8,
-        prefix: u64,
-        limits: Limits,
-        path: &mut [PhyAddr; 6],
-        depth: usize,
-        f: &mut impl FnMut(Walked),
-    ) {
-        for i in 0..ENTRIES {
-            let Some(slot) = Slot::of(self.mem, table, i) else {
-                return;
-            };
-            let raw = slot.load();
-            let bits = prefix | (i as u64) << (12 + 9 * u32::from(level));
-            let va = self.arch.va_from_bits(bits);
-            match self.arch.decode(raw, level) {
-                Entry::Invalid => {}
-                Entry::Table(next) if level > 0 && depth < path.len() => {
-                    if path[..depth].contains(&next) {
-                        continue;
-                    }
-                    if let Some(first) = self.earlier_root_reaching(next, va, level) {
-                        f(Walked::Shared {
-                            root: self.root,
-                            va,
-                            level,
-                            table: next,
-                            first,
-                        });
-                        continue;
-                    }
-                    path[depth] = next;
-                    let below = limits.union(self.arch.table_limits(raw, level));
-                    self.table(next, level - 1, bits, below, path, depth + 1, f);
+impl<'a, A: Arch, M: PhysMem, F: FnMut(Walked)> Visitor<LiveTables<'a, A, M>>
+    for Walk<'a, '_, A, M, F>
+{
+    type Error = ();
+
+    fn visit(&mut self, _src: &mut LiveTables<'a, A, M>, c: &Chunk<()>) -> Result<Step, ()> {
+        let (level, raw) = (c.level, c.raw);
+        let va = self.arch.va_from_bits(c.piece.base);
+        let limits = self.limits[self.depth];
+        match c.entry {
+            Entry::Invalid => {}
+            // Skipped: past the last level, back into the path, deeper than any format.
+            Entry::Table(_) if level == 0 || c.looped || self.depth + 1 >= MAX_LEVELS => {}
+            Entry::Table(next) => {
+                if let Some(first) = self.earlier_root_reaching(next, va, level) {
+                    (self.f)(Walked::Shared {
+                        root: self.root,
+                        va,
+                        level,
+                        table: next,
+                        first,
+                    });
+                } else {
+                    self.depth += 1;
+                    self.limits[self.depth] = limits.union(self.arch.table_limits(raw, level));
+                    return Ok(Step::Into(next));
                 }
-                Entry::Table(_) => {}
-                Entry::Leaf(frame) => {
-                    if let Some(size) = PageSize::from_level(level) {
-                        f(Walked::Leaf {
-                            root: self.root,
-                            mapping: Mapping {
-                                page: va,
-                                frame,
-                                size,
-                                attrs: self.arch.effective_attrs(raw, level, limits),
-                            },
-                        });
-                    }
+            }
+            Entry::Leaf(frame) => {
+                if let Some(size) = PageSize::from_level(level) {
+                    (self.f)(Walked::Leaf {
+                        root: self.root,
+                        mapping: Mapping {
+                            page: va,
+                            frame,
+                            size,
+                            attrs: self.arch.effective_attrs(raw, level, limits),
+                        },
+                    });
                 }
             }
         }
+        Ok(Step::Next)
     }
 
+    fn leave(
+        &mut self,
+        _src: &mut LiveTables<'a, A, M>,
+        _c: &Chunk<()>,
+        _child: PhyAddr,
+    ) -> Result<(), ()> {
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// An unreachable table is skipped.
+    fn unreadable(
+        &mut self,
+        _src: &mut LiveTables<'a, A, M>,
+        _table: PhyAddr,
+        _level: u8,
+        _piece: &Piece,
+        _end: u64,
+        _addr: PhyAddr,
+    ) -> Result<(), ()> {
+        Ok(())
+    }
+
+    fn broken(&self, _at: u64, _recursive: bool) {}
+}
+
+impl<A: Arch, M: PhysMem, F> Walk<'_, '_, A, M, F> {
     /// The first root before this one whose walk to `va` links `table` from its entry at
     /// `level`.
     fn earlier_root_reaching(&self, table: PhyAddr, va: VirtAddr, level: u8) -> Option<usize> {
