@@ -75,7 +75,7 @@ pub use ad::AccessedDirty;
 pub use asid::{Active, AsidError, Asids, ContextId, Switch, MAX_ASIDS};
 pub use cow::{FaultError, ForkError, FrameRefs, Resolved};
 pub use kernel::KernelSpace;
-pub use multi::{walk_roots, Walked};
+pub use multi::{dump_roots, walk_roots, Walked};
 pub use user::UserSpace;
 
 use core::fmt;

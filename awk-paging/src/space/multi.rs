@@ -230,3 +230,161 @@ impl<A: Arch, M: PhysMem, F> Walk<'_, '_, A, M, F> {
         })
     }
 }
+
+/// Writes what [`walk_roots`] finds as a listing, one line per range, root by root: runs of
+/// mappings (contiguous in virtual and physical addresses, same page size and attributes)
+/// reached through the root's own tables, and runs of entries linking tables an earlier root
+/// already reaches — the ranges the roots share (a kernel half). Mapping lines read
+/// `root K: start-end -> frame size xN r/w/x user|kernel global|ng`; shared lines
+/// `root K: start-end shared with root J (L<level> entries xN)`.
+///
+/// ```
+/// use awk_paging::emu::{EmuArch, EmuMemory};
+/// use awk_paging::space::{dump_roots, KernelSpace, UserSpace};
+/// use awk_paging::{Attrs, Flags, NoTlb, PageSize, PhyAddr, RangeOptions, VirtAddr};
+///
+/// let mem = EmuMemory::new(600);
+/// let arch = EmuArch::default();
+/// let mut k = KernelSpace::new_shared(arch, &mem, &mem, NoTlb, 256).unwrap();
+/// let mut g = k.gather();
+/// let kva = VirtAddr::new(0xffff_8000_0000_0000);
+/// unsafe { k.map_range(kva, PhyAddr::new(0x20_0000), 0x2000, Flags::RW, RangeOptions::default(), &mut g) }
+///     .unwrap();
+/// k.finish(g).unwrap();
+/// let mut u = UserSpace::new(arch, &mem, &mem, NoTlb, k.half()).unwrap();
+/// let user = Attrs { user: true, ..Attrs::from(Flags::RO) };
+/// unsafe { u.map(VirtAddr::new(0x40_0000), PhyAddr::new(0x90_0000), PageSize::Size4K, user) }
+///     .unwrap()
+///     .flush();
+/// let mut out = String::new();
+/// dump_roots(&arch, &mem, &[k.root(), u.root()], &mut out).unwrap();
+/// assert_eq!(
+///     out.lines().collect::<Vec<_>>(),
+///     [
+///         "root 0: 0xffff800000000000-0xffff800000002000 -> 0x000000200000 4K x2 rw- kernel global",
+///         "root 1: 0x0000000000400000-0x0000000000401000 -> 0x000000900000 4K x1 r-- user ng",
+///         "root 1: 0xffff800000000000-0x0000000000000000 shared with root 0 (L3 entries x256)",
+///     ]
+/// );
+/// ```
+pub fn dump_roots<A: Arch, M: PhysMem, W: core::fmt::Write>(
+    arch: &A,
+    mem: &M,
+    roots: &[PhyAddr],
+    out: &mut W,
+) -> core::fmt::Result {
+    let mut run: Option<Run> = None;
+    let mut result = Ok(());
+    walk_roots(arch, mem, roots, |w| {
+        let next = Run::of(&w);
+        let extended = run.as_mut().is_some_and(|r| r.extend(&next));
+        if !extended {
+            if let Some(r) = run.replace(next) {
+                result = result.and_then(|()| r.write(out));
+            }
+        }
+    });
+    if let Some(r) = run {
+        result = result.and_then(|()| r.write(out));
+    }
+    result
+}
+
+/// One line of [`dump_roots`].
+#[derive(Clone, Copy)]
+struct Run {
+    root: usize,
+    start: u64,
+    len: u64,
+    count: u64,
+    kind: RunKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    Mapped {
+        frame: u64,
+        size: PageSize,
+        attrs: crate::Attrs,
+    },
+    Shared {
+        first: usize,
+        level: u8,
+    },
+}
+
+impl Run {
+    fn of(w: &Walked) -> Run {
+        match *w {
+            Walked::Leaf { root, mapping } => Run {
+                root,
+                start: mapping.page.as_u64(),
+                len: mapping.size.bytes(),
+                count: 1,
+                kind: RunKind::Mapped {
+                    frame: mapping.frame.as_u64(),
+                    size: mapping.size,
+                    attrs: mapping.attrs,
+                },
+            },
+            Walked::Shared {
+                root,
+                va,
+                level,
+                first,
+                ..
+            } => Run {
+                root,
+                start: va.as_u64(),
+                len: 1u64 << (12 + 9 * u32::from(level)),
+                count: 1,
+                kind: RunKind::Shared { first, level },
+            },
+        }
+    }
+
+    /// Takes `next` in if it continues this run.
+    fn extend(&mut self, next: &Run) -> bool {
+        let adjacent = self.root == next.root && self.start.wrapping_add(self.len) == next.start;
+        let same = match (self.kind, next.kind) {
+            (
+                RunKind::Mapped { frame, size, attrs },
+                RunKind::Mapped {
+                    frame: f2,
+                    size: s2,
+                    attrs: a2,
+                },
+            ) => size == s2 && attrs == a2 && frame.wrapping_add(self.len) == f2,
+            (a, b) => a == b,
+        };
+        if adjacent && same {
+            self.len += next.len;
+            self.count += 1;
+        }
+        adjacent && same
+    }
+
+    fn write(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let (start, end) = (self.start, self.start.wrapping_add(self.len));
+        write!(out, "root {}: {start:#018x}-{end:#018x} ", self.root)?;
+        match self.kind {
+            RunKind::Mapped { frame, size, attrs } => {
+                let f = attrs.flags;
+                writeln!(
+                    out,
+                    "-> {frame:#014x} {size} x{} r{}{} {} {}",
+                    self.count,
+                    if f.write { 'w' } else { '-' },
+                    if f.execute { 'x' } else { '-' },
+                    if attrs.user { "user" } else { "kernel" },
+                    if attrs.global { "global" } else { "ng" },
+                )
+            }
+            RunKind::Shared { first, level } => writeln!(
+                out,
+                "shared with root {first} (L{level} entries x{})",
+                self.count
+            ),
+        }
+    }
+}
