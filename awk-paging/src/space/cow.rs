@@ -88,8 +88,6 @@ pub enum FaultError {
     NotCopyOnWrite,
     /// The address is in the kernel half.
     KernelHalf,
-    /// The page is larger than 4 KiB (copy-on-write pages are 4 KiB).
-    HugePage(PageSize),
     /// No frame for the copy: retry after reclaiming memory.
     OutOfMemory,
     /// A new frame or the old one is not reachable through the [`PhysMem`].
@@ -108,7 +106,6 @@ impl fmt::Display for FaultError {
             FaultError::NotMapped => f.write_str("no mapping at the faulting address"),
             FaultError::NotCopyOnWrite => f.write_str("the page is not copy-on-write"),
             FaultError::KernelHalf => f.write_str("the address is in the kernel half"),
-            FaultError::HugePage(s) => write!(f, "copy-on-write needs 4 KiB pages, found {s:?}"),
             FaultError::OutOfMemory => f.write_str("out of memory for the copy"),
             FaultError::FrameUnreachable => f.write_str("frame not reachable through PhysMem"),
             FaultError::InvalidFlags(e) => e.fmt(f),
@@ -123,16 +120,12 @@ impl fmt::Display for FaultError {
 ///
 /// ```
 /// use awk_paging::space::ForkError;
-/// let e = ForkError::HugePage(awk_paging::VirtAddr::new(0x20_0000));
-/// assert!(e.to_string().contains("0x200000"));
+/// assert_eq!(ForkError::Unsupported.to_string(), "the format has no software bit");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForkError {
     /// The format has no software bit.
     Unsupported,
-    /// A writable (or copy-on-write) user page larger than 4 KiB at this address: split it
-    /// first (`protect_range` of a 4 KiB part, or map with `max_page: Size4K`).
-    HugePage(VirtAddr),
     /// Building the child failed (out of memory for its tables, ...).
     Map(MapError),
 }
@@ -141,11 +134,6 @@ impl fmt::Display for ForkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ForkError::Unsupported => f.write_str("the format has no software bit"),
-            ForkError::HugePage(va) => write!(
-                f,
-                "writable huge page at {:#x}: copy-on-write needs 4 KiB pages",
-                va.as_u64()
-            ),
             ForkError::Map(e) => e.fmt(f),
         }
     }
@@ -235,16 +223,16 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
         // SAFETY: forwarded.
         let flush = unsafe { self.map(va, zero, PageSize::Size4K, ro) }?;
         if on_demand {
-            self.mark(va, true);
+            self.mark(va, PageSize::Size4K, true);
         }
         Ok(flush)
     }
 
-    /// Sets (or clears) the software bit of the 4 KiB leaf at `va` in place: the hardware
+    /// Sets (or clears) the software bit of the leaf of `size` at `va` in place: the hardware
     /// ignores the bit, so no invalidation is owed.
-    fn mark(&self, va: VirtAddr, on: bool) {
+    fn mark(&self, va: VirtAddr, size: PageSize, on: bool) {
         let bit = self.pt.arch().software_bit();
-        if let Ok((hit, _)) = self.pt.leaf_at(va, PageSize::Size4K) {
+        if let Ok((hit, _)) = self.pt.leaf_at(va, size) {
             let hw = self.pt.arch().hardware_updates_entries();
             hit.slot
                 .modify(self.pt.mem(), hw, |r| if on { r | bit } else { r & !bit });
@@ -257,9 +245,13 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
     /// the same kernel half), tables from `frames` and TLB hook `tlb`; the parent's ASID is
     /// flushed once at the end (its writable entries must go).
     ///
+    /// Huge pages (2 MiB, 1 GiB) are shared whole, copy-on-write at their size; the counts
+    /// are per 4 KiB frame ([`FrameRefs`] is asked about every 4 KiB frame of a huge page, as
+    /// Linux counts the subpages of a transparent huge page), because the fault helper splits
+    /// a huge page and copies only the 4 KiB page written.
+    ///
     /// Fails, changing nothing in the parent (the child's tables are freed), if the format
-    /// has no software bit, a writable user page is larger than 4 KiB, or the child's tables
-    /// cannot be built.
+    /// has no software bit or the child's tables cannot be built.
     ///
     /// # Safety
     ///
@@ -299,22 +291,7 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
         }
         let in_user_half =
             |s: &Self, va: VirtAddr| s.check_range::<()>(va, PAGESIZE as u64).is_ok();
-        // 1. Refuse what cannot be shared, before anything changes.
-        let mut huge = None;
-        self.pt.for_each_mapping(|m| {
-            if huge.is_some() || !in_user_half(self, m.page) {
-                return;
-            }
-            let raw = self.pt.raw_entry(m.page).map_or(0, |(_, r)| r);
-            let cow = m.attrs.flags.write || raw & bit != 0;
-            if cow && m.size != PageSize::Size4K {
-                huge = Some(m.page);
-            }
-        });
-        if let Some(va) = huge {
-            return Err(ForkError::HugePage(va));
-        }
-        // 2. The child: every user-half mapping, writable ones read-only + marked.
+        // 1. The child: every user-half mapping, writable ones read-only + marked.
         let arch = *self.pt.arch();
         let mut child = UserSpace::new(arch, self.pt.mem().clone(), frames, tlb, self.half)
             .map_err(ForkError::Map)?;
@@ -333,7 +310,7 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
                 Ok(f) => {
                     f.ignore(); // never active yet: nothing to publish to
                     if cow {
-                        child.mark(m.page, true);
+                        child.mark(m.page, m.size, true);
                     }
                 }
                 Err(e) => failed = Some(e),
@@ -344,28 +321,31 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
             unsafe { child.destroy() };
             return Err(ForkError::Map(e));
         }
-        // 3. Nothing can fail from here: the parent's writable pages become read-only + marked,
-        // and every shared frame gains an owner.
+        // 2. Nothing can fail from here: the parent's writable pages become read-only + marked,
+        // and every shared 4 KiB frame gains an owner.
         let hw = self.pt.arch().hardware_updates_entries();
         self.pt.for_each_mapping(|m| {
             if !in_user_half(self, m.page) {
                 return;
             }
             if Some(m.frame) != self.zero {
-                refs.share(m.frame);
+                for i in 0..m.size.bytes() / PAGESIZE as u64 {
+                    refs.share(PhyAddr::new(m.frame.as_u64() + i * PAGESIZE as u64));
+                }
             }
             if !m.attrs.flags.write {
                 return;
             }
-            let Ok((hit, frame)) = self.pt.leaf_at(m.page, PageSize::Size4K) else {
+            let Ok((hit, frame)) = self.pt.leaf_at(m.page, m.size) else {
                 return;
             };
             let a = self.pt.arch();
-            let mut ro = a.leaf_attrs(hit.raw, 0);
+            let level = m.size.level();
+            let mut ro = a.leaf_attrs(hit.raw, level);
             ro.flags.write = false;
-            let hint = a.contiguous_hint(0).map_or(0, |h| h.bit);
-            let new = a.leaf_entry(frame, 0, ro) | bit;
-            if a.needs_break_before_make(hit.raw, new | (hit.raw & hint), 0) {
+            let hint = a.contiguous_hint(level).map_or(0, |h| h.bit);
+            let new = a.leaf_entry(frame, level, ro) | bit;
+            if a.needs_break_before_make(hit.raw, new | (hit.raw & hint), level) {
                 let old = hit.slot.clear(self.pt.mem(), hw, hit.raw);
                 self.pt.tlb().flush_leaf(m.page);
                 let next = a.keep_hardware_bits(old, new) | (old & hint);
@@ -390,8 +370,14 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
     /// only** (the hook's [`Tlb::flush_leaf`], a [`SpaceTlb`](super::SpaceTlb) targets its
     /// ASID), after break-before-make where the format needs it (a new frame on AArch64).
     ///
-    /// Fails, changing nothing (no frame kept, no count changed), if the page is not mapped,
-    /// not copy-on-write, larger than 4 KiB, or no frame can be had.
+    /// A copy-on-write huge page is first split (its 4 KiB pages stay copy-on-write, sharing
+    /// the huge frame's 4 KiB frames, as [`fork`](Self::fork) counted them), then only the
+    /// 4 KiB page written is resolved as above: one 4 KiB copy, not a copy of the whole huge
+    /// page (what Linux does on a write to a shared transparent huge page).
+    ///
+    /// Fails, changing nothing (no frame kept, no count changed, no split), if the page is not
+    /// mapped or not copy-on-write, or no frame (for the copy or the split's tables) can be
+    /// had.
     ///
     /// # Safety
     ///
@@ -441,8 +427,11 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
             crate::TranslateError::InvalidPageTable => FaultError::InvalidPageTable,
             _ => FaultError::NotMapped,
         })?;
+        // A frame for the copy, taken before a huge page is split (so running out changes
+        // nothing).
+        let mut copy_to = None;
         if hit.size != PageSize::Size4K {
-            return Err(FaultError::HugePage(hit.size));
+            copy_to = self.split_for_fault(page, hit.size, hit.page, hit.frame, refs, data)?;
         }
         let (leaf, frame) = self
             .pt
@@ -460,7 +449,10 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
         let zero = Some(frame) == self.zero;
         let shared = zero || refs.owners(frame) > 1;
         let (target, result) = if shared {
-            let to = data.allocate_frame().ok_or(FaultError::OutOfMemory)?;
+            let to = match copy_to.take() {
+                Some(to) => to,
+                None => data.allocate_frame().ok_or(FaultError::OutOfMemory)?,
+            };
             let (dst, src) = (self.pt.mem().frame_ptr(to), self.pt.mem().frame_ptr(frame));
             let (Some(dst), Some(src)) = (dst, src) else {
                 // SAFETY: just allocated, never mapped.
@@ -500,6 +492,69 @@ impl<A: Arch, M: PhysMem + Clone, F: FrameAllocator, T: Tlb + Clone> UserSpace<A
         if let Resolved::Copied { from, .. } = result {
             refs.release(from);
         }
+        if let Some(unused) = copy_to {
+            // SAFETY: taken above, never mapped (the page turned out not to be shared).
+            unsafe { data.deallocate_frame(unused) };
+        }
         Ok(result)
+    }
+
+    /// Splits the copy-on-write huge page of `size` at `huge` (frame `frame`) so the 4 KiB
+    /// `page` in it can be resolved alone: its leaves keep the attributes and the
+    /// copy-on-write mark. Returns a frame for the copy if the 4 KiB frame of `page` is
+    /// shared, taken before the split; on any failure nothing changed and nothing is kept.
+    fn split_for_fault<R: FrameRefs, D: FrameAllocator>(
+        &mut self,
+        page: VirtAddr,
+        size: PageSize,
+        huge: VirtAddr,
+        frame: PhyAddr,
+        refs: &mut R,
+        data: &mut D,
+    ) -> Result<Option<PhyAddr>, FaultError> {
+        let (level, raw) = self
+            .pt
+            .raw_entry(page)
+            .map_err(|_| FaultError::InvalidPageTable)?;
+        if !self.is_cow(raw) {
+            return Err(FaultError::NotCopyOnWrite);
+        }
+        let a = *self.pt.arch();
+        let attrs = a.leaf_attrs(raw, level);
+        let mut writable = attrs;
+        writable.flags.write = true;
+        writable
+            .validate(self.pt.policy())
+            .map_err(FaultError::InvalidFlags)?;
+        let sub = PhyAddr::new(frame.as_u64() + (page.as_u64() - huge.as_u64()));
+        let copy_to = if refs.owners(sub) > 1 {
+            Some(data.allocate_frame().ok_or(FaultError::OutOfMemory)?)
+        } else {
+            None
+        };
+        let give_back = |data: &mut D| {
+            if let Some(to) = copy_to {
+                // SAFETY: taken above, never mapped.
+                unsafe { data.deallocate_frame(to) };
+            }
+        };
+        // Protecting the 4 KiB page with the attributes it has splits the huge page around it
+        // (break-before-make where the format needs it) and changes nothing else.
+        let mut g = self.pt.gather();
+        // SAFETY: the same attributes: nothing Rust relies on changes.
+        let r = unsafe { self.pt.protect_range(page, PAGESIZE as u64, attrs, &mut g) };
+        if self.pt.finish(g).is_err() {
+            give_back(data);
+            return Err(FaultError::InvalidPageTable);
+        }
+        if let Err(e) = r {
+            give_back(data);
+            return Err(match e.error {
+                crate::ProtectError::OutOfMemory => FaultError::OutOfMemory,
+                _ => FaultError::InvalidPageTable,
+            });
+        }
+        debug_assert!(size != PageSize::Size4K);
+        Ok(copy_to)
     }
 }

@@ -213,8 +213,7 @@ fn fault_helper_out_of_memory_changes_nothing() {
 }
 
 /// A fork that runs out of frames for the child's tables changes nothing in the parent and
-/// leaks nothing, whichever allocation fails; one that meets a writable huge page refuses
-/// before anything.
+/// leaks nothing, whichever allocation fails.
 #[test]
 fn fork_failures_change_nothing() {
     let mem = EmuMemory::new(1024);
@@ -273,33 +272,6 @@ fn fork_failures_change_nothing() {
     };
     assert!(child.unwrap().is_copy_on_write(VirtAddr::new(UVA)));
     assert_eq!(mem.bad_frees(), 0);
-
-    // A writable 2 MiB user page cannot be shared copy-on-write.
-    let huge_va = VirtAddr::new(0x4000_0000);
-    let mut g = parent.gather();
-    unsafe {
-        parent.map_range(
-            huge_va,
-            PhyAddr::new(0x20_0000),
-            0x20_0000,
-            user_rw(),
-            RangeOptions::default(),
-            &mut g,
-        )
-    }
-    .unwrap();
-    parent.finish(g).unwrap();
-    let before = (raw(&parent, UVA), mem.frames_in_use());
-    let ic = ContextId::new();
-    let r = unsafe {
-        parent.fork(
-            CountingFrames::new(&mem),
-            SpaceTlb::new(&cpu, &ic),
-            &mut Refs::default(),
-        )
-    };
-    assert_eq!(r.unwrap_err(), ForkError::HugePage(huge_va));
-    assert_eq!((raw(&parent, UVA), mem.frames_in_use()), before);
 }
 
 /// The fault helper's copy replaces a live leaf by one with another frame: break, invalidate,
@@ -387,4 +359,143 @@ fn protect_keeps_copy_on_write_and_refuses_to_make_it_writable() {
         !parent.is_copy_on_write(va),
         "a resolved page is an ordinary page"
     );
+}
+
+/// A writable 2 MiB user page is shared by a fork, copy-on-write at 2 MiB in both spaces,
+/// counted per 4 KiB frame. The child's write to one 4 KiB page in it splits the child's huge
+/// page and copies only that page: the child reads its new value there and the old data
+/// elsewhere (still the parent's frames), the parent keeps its 2 MiB page and the old value.
+/// Out of memory for the copy (or for the split's table) changes nothing.
+#[test]
+fn fork_shares_huge_pages_and_a_write_copies_one_4k_page() {
+    const HUGE: u64 = 0x4000_0000;
+    let mem = EmuMemory::new(2048);
+    let cpu = EmuTlb::new();
+    let k = kernel(&mem, &cpu);
+    let (ip, ic) = (ContextId::new(), ContextId::new());
+    let mut parent = user(&mem, &cpu, &k, &ip);
+    // 512 data frames, 2 MiB-aligned in the arena? Use a window of real frames: map the
+    // huge page over frames the arena hands out contiguously from an aligned start.
+    let frames: Vec<PhyAddr> = (0..1024)
+        .map(|_| mem.allocate_data_frame().unwrap())
+        .collect();
+    let base = frames
+        .iter()
+        .copied()
+        .find(|f| {
+            f.as_u64() % 0x20_0000 == 0 && frames.contains(&PhyAddr::new(f.as_u64() + 0x1f_f000))
+        })
+        .expect("a 2 MiB-aligned run of frames");
+    for i in 0..512u64 {
+        mem.write_u64(PhyAddr::new(base.as_u64() + i * 0x1000), 0x1000 + i);
+    }
+    let mut g = parent.gather();
+    unsafe {
+        parent.map_range(
+            VirtAddr::new(HUGE),
+            base,
+            0x20_0000,
+            user_rw(),
+            RangeOptions::default(),
+            &mut g,
+        )
+    }
+    .unwrap();
+    parent.finish(g).unwrap();
+    assert_eq!(
+        parent.translate(VirtAddr::new(HUGE)).unwrap().size,
+        PageSize::Size2M
+    );
+
+    let mut refs = Refs::default();
+    let mut child = unsafe { parent.fork(&mem, SpaceTlb::new(&cpu, &ic), &mut refs) }.unwrap();
+    for s in [&parent, &child] {
+        let t = s.translate(VirtAddr::new(HUGE + 0x5000)).unwrap();
+        assert_eq!(
+            (t.size, t.frame, t.attrs.flags.write),
+            (PageSize::Size2M, base, false)
+        );
+        assert!(s.is_copy_on_write(VirtAddr::new(HUGE + 0x5000)));
+    }
+    // Every 4 KiB frame of the huge page has two owners now.
+    assert_eq!(refs.owners(base), 2);
+    assert_eq!(refs.owners(PhyAddr::new(base.as_u64() + 0x1f_f000)), 2);
+
+    // No frame for the copy: nothing changes (no split either).
+    let before = (
+        raw(&child, HUGE),
+        refs.owners(PhyAddr::new(base.as_u64() + 0x5000)),
+    );
+    let mut none = OneFrame(None);
+    let e =
+        unsafe { child.resolve_write_fault(VirtAddr::new(HUGE + 0x5008), &mut refs, &mut none) };
+    assert_eq!(e, Err(FaultError::OutOfMemory));
+    assert_eq!(
+        (
+            raw(&child, HUGE),
+            refs.owners(PhyAddr::new(base.as_u64() + 0x5000))
+        ),
+        before
+    );
+    assert_eq!(
+        child.translate(VirtAddr::new(HUGE)).unwrap().size,
+        PageSize::Size2M
+    );
+
+    // The child writes into page 5: split, copy of that 4 KiB page only.
+    let mut data = &mem;
+    let r =
+        unsafe { child.resolve_write_fault(VirtAddr::new(HUGE + 0x5008), &mut refs, &mut data) }
+            .unwrap();
+    let Resolved::Copied { from, to } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(from, PhyAddr::new(base.as_u64() + 0x5000));
+    assert_eq!(
+        mem.read_u64(to),
+        Some(0x1005),
+        "the copy holds the page's data"
+    );
+    assert!(mem.write_u64(PhyAddr::new(to.as_u64() + 8), 0xc41d));
+    let t = child.translate(VirtAddr::new(HUGE + 0x5000)).unwrap();
+    assert_eq!(
+        (t.size, t.frame, t.attrs.flags.write),
+        (PageSize::Size4K, to, true)
+    );
+    assert!(!child.is_copy_on_write(VirtAddr::new(HUGE + 0x5000)));
+    // Its neighbours: 4 KiB now, still the shared frames, still copy-on-write.
+    for i in [0u64, 4, 6, 511] {
+        let va = VirtAddr::new(HUGE + i * 0x1000);
+        let t = child.translate(va).unwrap();
+        assert_eq!(
+            (t.size, t.frame, t.attrs.flags.write),
+            (
+                PageSize::Size4K,
+                PhyAddr::new(base.as_u64() + i * 0x1000),
+                false
+            ),
+            "child page {i}"
+        );
+        assert!(child.is_copy_on_write(va), "child page {i}");
+    }
+    assert_eq!(
+        refs.owners(from),
+        1,
+        "page 5's frame: the parent's alone now"
+    );
+    assert_eq!(refs.owners(base), 2);
+    // The parent: its 2 MiB page, the old data.
+    let t = parent.translate(VirtAddr::new(HUGE + 0x5000)).unwrap();
+    assert_eq!((t.size, t.frame), (PageSize::Size2M, base));
+    assert_eq!(mem.read_u64(PhyAddr::new(base.as_u64() + 0x5008)), Some(0));
+    // The parent writes page 5: it is the last owner of that 4 KiB frame, but the rest of its
+    // huge page is shared: split, then made writable without a copy.
+    let r =
+        unsafe { parent.resolve_write_fault(VirtAddr::new(HUGE + 0x5000), &mut refs, &mut data) }
+            .unwrap();
+    assert_eq!(r, Resolved::MadeWritable { frame: from });
+    let t = parent.translate(VirtAddr::new(HUGE + 0x4000)).unwrap();
+    assert_eq!((t.size, t.attrs.flags.write), (PageSize::Size4K, false));
+    assert!(parent.is_copy_on_write(VirtAddr::new(HUGE + 0x4000)));
+    unsafe { child.destroy() };
 }
