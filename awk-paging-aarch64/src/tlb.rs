@@ -189,7 +189,7 @@ impl TlbEl1 {
     ///     .unwrap();
     /// assert_eq!(
     ///     s.to_string(),
-    ///     "dsb ishst; tlbi rvae1is, 0x3400f80000040000; dsb ish; isb"
+    ///     "dsb ishst; tlbi rvae1is, 0x34f8000040000; dsb ish; isb"
     /// );
     /// ```
     #[must_use]
