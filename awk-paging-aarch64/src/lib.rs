@@ -68,6 +68,7 @@ pub mod maint;
 pub mod mair;
 mod mapper;
 pub mod mmu;
+pub mod pan;
 pub mod space;
 mod tlb;
 

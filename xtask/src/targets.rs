@@ -171,6 +171,10 @@ const X86_SPACES: &[&str] = &["-cpu", "qemu64,+smep,+smap"];
 /// Four CPUs for the AArch64 test kernel's `smp::` test (the others stay powered off until it
 /// starts them with PSCI `CPU_ON`).
 const SMP4: &[&str] = &["-smp", "4"];
+/// The same with QEMU's `max` CPU (the later `-cpu` wins over the base arguments'
+/// `cortex-a72`): FEAT_PAN (the `spaces::pan_…` test takes its PAN path) and FEAT_TLBIRANGE
+/// (range invalidation), the LPA2 form of TGran4.
+const SMP4_MAX: &[&str] = &["-smp", "4", "-cpu", "max"];
 
 #[rustfmt::skip]
 /// Every kernel boot: adding one is one line here plus its `[[bin]]` in `qemu-tests`.
@@ -180,6 +184,8 @@ pub const KERNELS: &[Kernel] = &[
     Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   memory: "256M",    extra: SMP4,   label: "aarch64",     mode: TEST },
     // The same kernel entered at EL2 (it drops to EL1 itself).
     Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt,virtualization=on", memory: "256M",    extra: SMP4,   label: "aarch64/el2", mode: TEST_ONLY },
+    // The same kernel on QEMU's `max` CPU (PAN, range TLBIs).
+    Kernel { bin: "aarch64-tests", arch: ARM, machine: "virt",                   memory: "256M",    extra: SMP4_MAX, label: "aarch64/max", mode: TEST_ONLY },
     Kernel { bin: "x86_64-demo",   arch: X86, machine: "microvm",                memory: DEMO_RAM,  extra: X86_1G, label: "x86_64",      mode: Mode::Demo },
     Kernel { bin: "aarch64-demo",  arch: ARM, machine: "virt",                   memory: DEMO_RAM,  extra: NONE,   label: "aarch64",     mode: Mode::Demo },
 ];
@@ -263,7 +269,12 @@ mod tests {
         for k in KERNELS {
             assert!(k.bin.starts_with(k.arch.name()), "{}", k.bin);
         }
-        assert_eq!(select(true, None).count(), 3);
+        assert_eq!(select(true, None).count(), 4);
+        // The `max` row's `-cpu` comes after the base arguments' (QEMU takes the last one).
+        let max = KERNELS.iter().find(|k| k.label == "aarch64/max").unwrap();
+        let margs = max.qemu_args();
+        let cpus: Vec<usize> = (0..margs.len()).filter(|&i| margs[i] == "-cpu").collect();
+        assert_eq!(margs[cpus.last().unwrap() + 1], "max");
         assert_eq!(select(false, Some(Arch::Aarch64)).count(), 1);
         assert_eq!(Arch::from_name("aarch64"), Some(Arch::Aarch64));
         assert_eq!(Arch::from_name("riscv64"), None);

@@ -10,14 +10,14 @@ use aarch64_cpu::registers::{Readable, TTBR0_EL1};
 use awk_paging::space::{Asids, ContextId, FrameRefs, KernelHalf, Resolved, SpaceTlb, UserSpace};
 use awk_paging::{Attrs, Flags, OffsetPhysMem, PageSize, PhyAddr, VirtAddr};
 use awk_paging_aarch64::space::Ttbr0Mmu;
-use awk_paging_aarch64::{TlbEl1, A64};
+use awk_paging_aarch64::{pan, TlbEl1, A64};
 
 use super::user::{last_abort, run, ABORTED};
 use crate::frames::{free_frames, PoolFrames};
 use crate::harness::{Failure, Test};
 use crate::live::FaultKind;
 use crate::probe;
-use crate::{ensure, ensure_eq};
+use crate::{ensure, ensure_eq, fail};
 
 /// User code: the programs below, one page.
 pub const UCODE: u64 = 0x0000_0100_0000_0000;
@@ -226,6 +226,49 @@ fn user_kernel_isolation() -> Result<(), Failure> {
     Ok(())
 }
 
+/// With PAN on (FEAT_PAN: `-cpu max`), an EL1 read of a page EL0 may access takes a
+/// permission fault, and the same read succeeds inside the explicit window
+/// (`pan::with_user_access`); PAN is off again afterwards. Without FEAT_PAN (`cortex-a72`)
+/// `enable` reports it off and the window is a plain call (no PAN instruction runs: it would
+/// be UNDEFINED there), and the read succeeds both ways.
+fn pan_blocks_kernel_access_to_user_pages() -> Result<(), Failure> {
+    let code = code_frame()?;
+    let data = frame()?;
+    poke(data, 0xda7a);
+    let mut a = space(&IDS[11], code)?;
+    map_data(&mut a, UDATA, data)?;
+    let mut asids = Asids::<1>::new(256).map_err(|e| Failure::new(format_args!("{e}")))?;
+    let (on, plain, window) = {
+        let _k = kernel_ttbr0();
+        activate(&a, &mut asids, &IDS[11])?;
+        // SAFETY: EL1; the only EL0-accessible memory touched below is probed (faults are
+        // caught) or read inside the window; PAN is turned off again before returning.
+        let on = unsafe { pan::enable() };
+        let plain = probe::read(UDATA);
+        let window = pan::with_user_access(|| probe::read(UDATA));
+        // SAFETY: EL1.
+        unsafe { pan::disable() };
+        (on, plain, window)
+    };
+    destroy(a);
+    ensure_eq!(on, pan::has_pan(), "PAN on exactly where the CPU has it");
+    ensure_eq!(window, Ok(0xda7a), "read inside the window");
+    if !on {
+        ensure_eq!(plain, Ok(0xda7a), "no PAN: the plain read works");
+        return Ok(());
+    }
+    match plain {
+        Err(f) => ensure_eq!(
+            (f.addr, (f.raw >> 26) & 0x3f, (f.raw & 0x3f) >> 2),
+            (UDATA, 0x25, 0b0011),
+            "data abort from EL1, permission fault (ESR {:#x})",
+            f.raw
+        ),
+        Ok(v) => fail!("PAN let EL1 read a user page: {v:#x}"),
+    }
+    Ok(())
+}
+
 /// Owner counts for a few frames (no allocator here).
 struct Refs([(u64, usize); 16]);
 
@@ -390,6 +433,10 @@ pub const TESTS: &[Test] = &[
     Test {
         name: "spaces::copy_on_write_at_el0",
         run: copy_on_write_at_el0,
+    },
+    Test {
+        name: "spaces::pan_blocks_kernel_access_to_user_pages",
+        run: pan_blocks_kernel_access_to_user_pages,
     },
     Test {
         name: "spaces::asid_rollover_reuses_an_asid",
