@@ -62,4 +62,7 @@ pub use mapper::{
 pub use phys::{OffsetPhysMem, PhysMem};
 pub use size::{PageSize, PageSizes, ENTRIES, PAGESIZE};
 pub use table::{Mapping, PageTable, RangeOptions, Translation, Unmapped, UnmappedPage};
-pub use tlb::{Flush, Gather, Invalidation, NoTlb, Tlb, FULL_FLUSH_THRESHOLD, GATHER_TABLES};
+pub use tlb::{
+    Flush, Gather, Invalidation, Ipi, NoTlb, Request, Shootdown, ShootdownTlb, Tlb,
+    FULL_FLUSH_THRESHOLD, GATHER_TABLES,
+};

@@ -14,11 +14,14 @@
 //!   tables): those happen inside the operation, through the same hook.
 //!
 //! The hook is also where SMP shootdown goes: a kernel's `Tlb` can send IPIs to the other CPUs
-//! running the address space (x86), or rely on broadcast `tlbi ...is` (AArch64).
+//! running the address space (x86: [`ShootdownTlb`] over a [`Shootdown`]), or rely on broadcast
+//! `tlbi ...is` (AArch64).
 
 mod gather;
+mod shootdown;
 
 pub use gather::{Gather, Invalidation, FULL_FLUSH_THRESHOLD, GATHER_TABLES};
+pub use shootdown::{Ipi, Request, Shootdown, ShootdownTlb};
 
 use crate::VirtAddr;
 
