@@ -70,7 +70,9 @@ impl Classify for A64 {
 /// The memory type a MAIR `Attr<n>` byte selects (Arm ARM, MAIR_EL1): high nibble 0 is Device
 /// memory; otherwise the inner policy (low nibble) decides — `0b0100` non-cacheable,
 /// `0b10RW` / `0b00RW` (RW ≠ 0) write-through, `0b11RW` / `0b01RW` (RW ≠ 0) write-back.
-/// Encodings the architecture reserves read as device memory (the strictest).
+/// Encodings the architecture reserves read as device memory (the strictest). The nibble is
+/// parsed by the same function as [`MairLayout::from_mair`](crate::mair::MairLayout::from_mair)
+/// uses; unlike a layout, which must encode, reading accepts any outer policy.
 ///
 /// ```
 /// use awk_paging::MemoryType;
@@ -83,15 +85,12 @@ impl Classify for A64 {
 /// ```
 #[must_use]
 pub const fn mair_memory_type(attr: u8) -> MemoryType {
-    let (outer, inner) = (attr >> 4, attr & 0xf);
-    if outer == 0 {
+    if attr >> 4 == 0 {
         return MemoryType::Device;
     }
-    match (inner >> 2, inner & 0b11) {
-        (0b01, 0b00) => MemoryType::Uncached,
-        (0b10, _) | (0b00, 0b01..=0b11) => MemoryType::WriteThrough,
-        (0b11, _) | (0b01, 0b01..=0b11) => MemoryType::WriteBack,
-        _ => MemoryType::Device,
+    match crate::mair::nibble(attr & 0xf) {
+        Some(mt) => mt,
+        None => MemoryType::Device,
     }
 }
 
@@ -141,7 +140,7 @@ impl ForeignMair {
 
     fn mt(&self, raw: u64) -> MemoryType {
         let index = (raw & b::ATTR_INDX_MASK) >> b::ATTR_INDX_SHIFT;
-        mair_memory_type((self.mair >> (8 * index)) as u8)
+        mair_memory_type(crate::mair::attr_byte(self.mair, index))
     }
 }
 

@@ -214,6 +214,12 @@ const fn slot(mt: MemoryType) -> usize {
     }
 }
 
+/// `Attr<index>` of a MAIR_EL1 value (`index` taken modulo 8, as the 3-bit AttrIndx field
+/// always is).
+pub(crate) const fn attr_byte(value: u64, index: u64) -> u8 {
+    (value >> (8 * (index & 7))) as u8
+}
+
 /// What an `Attr<n>` byte is, as far as this crate's memory types go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -228,7 +234,11 @@ enum Kind {
 /// The cacheability of one nibble of a Normal attribute (Arm ARM, MAIR_EL1 `Attr<n>`):
 /// `0b0100` non-cacheable; `0b11RW`, `0b01RW` (RW ≠ 00) write-back non-transient, transient;
 /// `0b10RW`, `0b00RW` (RW ≠ 00) write-through non-transient, transient.
-const fn nibble(n: u8) -> Option<MemoryType> {
+///
+/// The crate's one MAIR nibble parser: [`MairLayout`] classifies bytes with it (both nibbles),
+/// and so does [`mair_memory_type`](crate::mair_memory_type) (the inner nibble) for
+/// [`ForeignMair`](crate::ForeignMair).
+pub(crate) const fn nibble(n: u8) -> Option<MemoryType> {
     let (policy, alloc) = (n >> 2, n & 0b11);
     match (policy, alloc) {
         (0b01, 0) => Some(MemoryType::Uncached),
@@ -390,7 +400,7 @@ impl MairLayout {
         let mut device_preferred = false;
         let mut i = 0;
         while i < 8 {
-            let byte = (value >> (8 * i)) as u8;
+            let byte = attr_byte(value, i as u64);
             if let Kind::Type { mt, preferred } = kind(byte) {
                 let s = slot(mt);
                 decode[i] = s as u8;

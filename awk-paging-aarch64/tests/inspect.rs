@@ -245,3 +245,56 @@ fn audit_lists_what_the_crate_would_never_build() {
     assert_eq!(text.lines().collect::<Vec<_>>(), expected, "\n{text}");
     assert!(!audit.is_clean());
 }
+
+/// `mair_memory_type` and `MairLayout` share one nibble parser: every inner nibble under a
+/// Normal outer nibble, against the Arm ARM's MAIR_EL1 `Attr<n>` table written out by hand, and
+/// a layout built from bytes with equal nibbles decodes each index to the same type.
+#[test]
+fn mair_memory_type_every_inner_nibble_and_layout_agree() {
+    use awk_paging::MemoryType::{Device, Uncached, WriteBack, WriteThrough};
+    use awk_paging_aarch64::mair::MairLayout;
+    use awk_paging_aarch64::mair_memory_type;
+    let expected = [
+        Device,       // 0b0000: reserved under a Normal outer policy
+        WriteThrough, // 0b0001..0b0011: write-through transient
+        WriteThrough,
+        WriteThrough,
+        Uncached,  // 0b0100: non-cacheable
+        WriteBack, // 0b0101..0b0111: write-back transient
+        WriteBack,
+        WriteBack,
+        WriteThrough, // 0b10RW: write-through non-transient
+        WriteThrough,
+        WriteThrough,
+        WriteThrough,
+        WriteBack, // 0b11RW: write-back non-transient
+        WriteBack,
+        WriteBack,
+        WriteBack,
+    ];
+    for (inner, want) in expected.iter().enumerate() {
+        let inner = inner as u8;
+        for outer in [0x4u8, 0x8, 0xf] {
+            assert_eq!(
+                mair_memory_type((outer << 4) | inner),
+                *want,
+                "outer {outer:#x} inner {inner:#x}"
+            );
+        }
+        // Device-nGnRnE in every high byte of the value, whatever the nibble is.
+        assert_eq!(mair_memory_type(inner), Device);
+    }
+    // Bytes with equal nibbles: WB (0x77 transient), WT (0x33 transient), NC, Device-nGnRE.
+    let value = 0x04_44_33_77;
+    let layout = MairLayout::from_mair(value).unwrap();
+    for index in 0..4u8 {
+        let byte = (value >> (8 * index)) as u8;
+        assert_eq!(
+            layout.memory_type(index).ok(),
+            Some(mair_memory_type(byte)),
+            "index {index}"
+        );
+    }
+    assert_eq!(layout.memory_type(0), Ok(WriteBack));
+    assert_eq!(layout.memory_type(1), Ok(WriteThrough));
+}
