@@ -5,7 +5,8 @@
 //! Access flag, 0b0010 Access flag and dirty state, 0b0011 also the table Access flag,
 //! FEAT_HAFT); PAN is bits 23:20 (0b0001 FEAT_PAN, 0b0010 FEAT_PAN2, 0b0011 FEAT_PAN3).
 //! TCR_EL1.HA is bit 39 and TCR_EL1.HD bit 40 (HD has an effect only with HA set);
-//! SCTLR_EL1.SPAN is bit 23: when 0, taking an exception to EL1 sets PSTATE.PAN.
+//!
+//! PAN itself (SCTLR_EL1.SPAN, PSTATE.PAN, the user-access window) is [`crate::pan`].
 //!
 //! This module only decodes and encodes: a kernel reads the register ([`Mmfr1::read`], bare
 //! metal), asks [`Mmfr1::hardware_flags`] what the CPU can do, and ORs
@@ -24,11 +25,6 @@ pub const TCR_HA: u64 = 1 << 39;
 /// TCR_EL1.HD (bit 40): hardware management of dirty state (DBM, descriptor bit 51) for
 /// stage 1; effective only together with [`TCR_HA`].
 pub const TCR_HD: u64 = 1 << 40;
-/// SCTLR_EL1.SPAN (bit 23): when 0, an exception taken to EL1 sets PSTATE.PAN to 1. The MMU
-/// plan's SCTLR value keeps it 1 ([`crate::mmu::SCTLR_RES1`]); a kernel that wants PAN
-/// clears it once [`Mmfr1::has_pan`] says PAN exists.
-pub const SCTLR_SPAN: u64 = 1 << 23;
-
 /// The two ID_AA64MMFR1_EL1 fields this crate uses, as the raw 4-bit values.
 ///
 /// ```
@@ -94,7 +90,8 @@ impl Mmfr1 {
         }
     }
 
-    /// Whether PSTATE.PAN exists (FEAT_PAN, PAN field 0b0001 or above).
+    /// Whether PSTATE.PAN exists (FEAT_PAN, PAN field 0b0001 or above); the same answer as
+    /// [`crate::pan::pan_in_mmfr1`] on the whole register.
     ///
     /// ```
     /// use awk_paging_aarch64::features::Mmfr1;
