@@ -14,6 +14,8 @@
 //!   each hook's sequence a pure function (the `Tlb` impl itself exists on bare-metal AArch64).
 //! - [`mmu`]: turning the MMU on as a [`mmu::Plan`] (MAIR, TCR, TTBR0/TTBR1, TLB invalidation,
 //!   a complete SCTLR_EL1 value), computed from the CPU's ID fields.
+//! - [`features`]: the ID_AA64MMFR1_EL1 fields for FEAT_HAFDBS and FEAT_PAN, and the TCR_EL1
+//!   HA/HD bits that enable hardware Access flag and dirty-state updates.
 //! - [`cache`]: clean and invalidate to the point of coherency, for memory-type changes.
 //! - [`space`]: process address spaces — `TTBR0_EL1` with the ASID, the rollover's local flush,
 //!   as sequences for [`awk_paging::space`].
@@ -63,6 +65,7 @@
 mod arch;
 pub mod cache;
 pub mod descriptor;
+pub mod features;
 mod inspect;
 pub mod maint;
 pub mod mair;

@@ -1,0 +1,150 @@
+//! The ID_AA64MMFR1_EL1 fields for the hardware Access flag and dirty state (FEAT_HAFDBS) and
+//! for Privileged Access Never (FEAT_PAN), and the TCR_EL1 / SCTLR_EL1 bits that turn them on.
+//!
+//! Arm ARM (DDI 0487), ID_AA64MMFR1_EL1: HAFDBS is bits 3:0 (0b0000 none, 0b0001 hardware
+//! Access flag, 0b0010 Access flag and dirty state, 0b0011 also the table Access flag,
+//! FEAT_HAFT); PAN is bits 23:20 (0b0001 FEAT_PAN, 0b0010 FEAT_PAN2, 0b0011 FEAT_PAN3).
+//! TCR_EL1.HA is bit 39 and TCR_EL1.HD bit 40 (HD has an effect only with HA set);
+//!
+//! PAN itself (SCTLR_EL1.SPAN, PSTATE.PAN, the user-access window) is [`crate::pan`].
+//!
+//! This module only decodes and encodes: a kernel reads the register ([`Mmfr1::read`], bare
+//! metal), asks [`Mmfr1::hardware_flags`] what the CPU can do, and ORs
+//! [`HardwareFlags::tcr_bits`] into the TCR_EL1 value it writes.
+//!
+//! ```
+//! use awk_paging_aarch64::features::{HardwareFlags, Mmfr1};
+//! // A CPU with HAFDBS = 0b0010 and PAN = 0b0011 (QEMU's `-cpu max` reports these).
+//! let id = Mmfr1::from_id_aa64mmfr1(0x0030_0002);
+//! assert_eq!(id.hardware_flags(), HardwareFlags { access: true, dirty: true });
+//! assert!(id.has_pan());
+//! ```
+
+/// TCR_EL1.HA (bit 39): the hardware sets the Access flag of stage-1 descriptors.
+pub const TCR_HA: u64 = 1 << 39;
+/// TCR_EL1.HD (bit 40): hardware management of dirty state (DBM, descriptor bit 51) for
+/// stage 1; effective only together with [`TCR_HA`].
+pub const TCR_HD: u64 = 1 << 40;
+/// The two ID_AA64MMFR1_EL1 fields this crate uses, as the raw 4-bit values.
+///
+/// ```
+/// use awk_paging_aarch64::features::Mmfr1;
+/// // Cortex-A72 reports neither feature.
+/// let id = Mmfr1::from_id_aa64mmfr1(0);
+/// assert!(!id.has_pan() && !id.hardware_flags().access);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mmfr1 {
+    /// HAFDBS, bits 3:0.
+    pub hafdbs: u8,
+    /// PAN, bits 23:20.
+    pub pan: u8,
+}
+
+impl Mmfr1 {
+    /// The fields of an ID_AA64MMFR1_EL1 value.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::features::Mmfr1;
+    /// assert_eq!(Mmfr1::from_id_aa64mmfr1(0x0010_0001), Mmfr1 { hafdbs: 1, pan: 1 });
+    /// ```
+    #[must_use]
+    pub const fn from_id_aa64mmfr1(value: u64) -> Self {
+        Mmfr1 {
+            hafdbs: (value & 0xf) as u8,
+            pan: ((value >> 20) & 0xf) as u8,
+        }
+    }
+
+    /// This CPU's fields (reads ID_AA64MMFR1_EL1). Bare-metal AArch64 only.
+    ///
+    /// ```no_run
+    /// # #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    /// # fn f() {
+    /// let id = awk_paging_aarch64::features::Mmfr1::read();
+    /// let _ = id.has_pan();
+    /// # }
+    /// ```
+    #[cfg(any(doc, all(target_arch = "aarch64", target_os = "none")))]
+    #[must_use]
+    pub fn read() -> Self {
+        use aarch64_cpu::registers::{Readable, ID_AA64MMFR1_EL1};
+        Self::from_id_aa64mmfr1(ID_AA64MMFR1_EL1.get())
+    }
+
+    /// What the hardware can update in descriptors: HAFDBS 0b0001 the Access flag, 0b0010
+    /// and above (0b0011 adds the table Access flag, which this crate does not use) also
+    /// the dirty state. Reserved values above 0b0011 are read as the strongest defined one,
+    /// as the Arm ARM's ID-field scheme (higher values add to lower ones) allows.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::features::{HardwareFlags, Mmfr1};
+    /// let af_only = Mmfr1 { hafdbs: 1, pan: 0 };
+    /// assert_eq!(af_only.hardware_flags(), HardwareFlags { access: true, dirty: false });
+    /// ```
+    #[must_use]
+    pub const fn hardware_flags(self) -> HardwareFlags {
+        HardwareFlags {
+            access: self.hafdbs >= 0b0001,
+            dirty: self.hafdbs >= 0b0010,
+        }
+    }
+
+    /// Whether PSTATE.PAN exists (FEAT_PAN, PAN field 0b0001 or above); the same answer as
+    /// [`crate::pan::pan_in_mmfr1`] on the whole register.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::features::Mmfr1;
+    /// assert!(Mmfr1 { hafdbs: 0, pan: 2 }.has_pan());
+    /// ```
+    #[must_use]
+    pub const fn has_pan(self) -> bool {
+        self.pan >= 0b0001
+    }
+}
+
+/// Which descriptor updates the kernel lets the hardware do (the TCR_EL1.HA / HD it sets).
+///
+/// ```
+/// use awk_paging_aarch64::features::{HardwareFlags, TCR_HA, TCR_HD};
+/// assert_eq!(HardwareFlags { access: true, dirty: true }.tcr_bits(), TCR_HA | TCR_HD);
+/// assert_eq!(HardwareFlags::NONE.tcr_bits(), 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HardwareFlags {
+    /// The hardware sets the Access flag (TCR_EL1.HA).
+    pub access: bool,
+    /// The hardware manages dirty state through DBM (TCR_EL1.HD).
+    pub dirty: bool,
+}
+
+impl HardwareFlags {
+    /// No hardware updates: the Access flag is software's (an access to an AF = 0 page
+    /// takes an Access flag fault) and there is no dirty state.
+    ///
+    /// ```
+    /// assert!(!awk_paging_aarch64::features::HardwareFlags::NONE.access);
+    /// ```
+    pub const NONE: HardwareFlags = HardwareFlags {
+        access: false,
+        dirty: false,
+    };
+
+    /// The TCR_EL1 bits for these updates. Dirty state without the Access flag is not a
+    /// configuration the architecture defines (HD has no effect when HA is 0), so `dirty`
+    /// without `access` sets neither bit.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::features::{HardwareFlags, TCR_HA};
+    /// assert_eq!(HardwareFlags { access: true, dirty: false }.tcr_bits(), TCR_HA);
+    /// assert_eq!(HardwareFlags { access: false, dirty: true }.tcr_bits(), 0);
+    /// ```
+    #[must_use]
+    pub const fn tcr_bits(self) -> u64 {
+        match (self.access, self.dirty) {
+            (true, true) => TCR_HA | TCR_HD,
+            (true, false) => TCR_HA,
+            (false, _) => 0,
+        }
+    }
+}
