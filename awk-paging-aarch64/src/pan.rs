@@ -23,7 +23,7 @@ pub const SCTLR_SPAN: u64 = 1 << 23;
 /// ```
 #[must_use]
 pub const fn pan_in_mmfr1(mmfr1: u64) -> bool {
-    (mmfr1 >> 20) & 0xf != 0
+    crate::features::Mmfr1::from_id_aa64mmfr1(mmfr1).has_pan()
 }
 
 /// Whether this CPU has FEAT_PAN (reads ID_AA64MMFR1_EL1). Bare-metal AArch64 only.
