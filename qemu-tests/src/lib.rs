@@ -30,6 +30,8 @@ pub mod frames;
 pub mod live;
 #[cfg(all(feature = "kernel", target_os = "none"))]
 pub mod probe;
+#[cfg(all(feature = "kernel", target_os = "none"))]
+pub mod smp;
 
 #[cfg(all(feature = "kernel", target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;

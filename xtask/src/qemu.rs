@@ -33,7 +33,7 @@ const TLB_DEPENDENT: [(&str, Option<Arch>); 10] = [
     ("live::remap_visible_after_flush_all", None),
     ("live::remap_visible_after_flush_page", None),
     ("live::unmap_range_reclaimed_table_is_not_walked", None),
-    ("smp::concurrent_map_unmap_and_remap", AARCH64_ONLY),
+    ("smp::concurrent_map_unmap_and_remap", None),
 ];
 
 /// A [`TLB_DEPENDENT`] test of the AArch64 kernels only.

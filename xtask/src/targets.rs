@@ -166,8 +166,9 @@ const DEMO_RAM: &str = "1280M";
 /// QEMU's default x86 CPU (`qemu64`) with 1 GiB pages (CPUID `pdpe1gb`), for the x86 demo.
 const X86_1G: &[&str] = &["-cpu", "qemu64,+pdpe1gb"];
 /// QEMU's default x86 CPU with SMEP and SMAP, for the test kernel's processes (`spaces::`
-/// tests; TCG has no PCID/INVPCID to add).
-const X86_SPACES: &[&str] = &["-cpu", "qemu64,+smep,+smap"];
+/// tests; TCG has no PCID/INVPCID to add), and an x2APIC on four CPUs for its `smp::` test
+/// (INIT-SIPI-SIPI and the shootdown IPIs go through the x2APIC's MSRs).
+const X86_SPACES: &[&str] = &["-cpu", "qemu64,+smep,+smap,+x2apic", "-smp", "4"];
 /// Four CPUs for the AArch64 test kernel's `smp::` test (the others stay powered off until it
 /// starts them with PSCI `CPU_ON`).
 const SMP4: &[&str] = &["-smp", "4"];

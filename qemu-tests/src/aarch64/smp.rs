@@ -4,24 +4,18 @@
 //! boot CPU did), taking a stack of its own, loading the registers the primary's MMU bring-up
 //! wrote (MAIR, TCR, TTBR0/1, then a local TLB invalidation, then SCTLR) and the vectors.
 //!
-//! The test: all four CPUs map and unmap disjoint pages of the one address space through the
-//! locked seed `AArch64` API while reading a page they share; the primary remaps another shared
-//! page once every CPU holds its translation, and every CPU must then read the new frame (the
-//! seed API's flush is a broadcast `tlbi vae1is`); at the end every frame is back in the pool.
+//! The test itself is shared with the x86_64 kernel ([`crate::smp`]); here the seed API's flush
+//! is a broadcast `tlbi vae1is`, so no CPU interrupts another.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1};
-use awk_paging::{ActiveTable, Flags, FrameAllocator, Mapper, VirtAddr};
+use awk_paging::VirtAddr;
 use awk_paging_aarch64::{cache, AArch64};
 
-use crate::frames::{data_frame, free_frames, PoolFrames};
-use crate::harness::{Failure, Test};
+use crate::harness::Test;
 use crate::live;
-use crate::{ensure, ensure_eq};
-
-/// The CPUs the test runs on (QEMU `-smp 4`).
-pub const CPUS: usize = 4;
+use crate::smp::{self, wait_for, Cpus, CPUS};
 
 core::arch::global_asm!(
     r#"
@@ -114,7 +108,7 @@ fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
     r
 }
 
-/// Starts CPUs `1..CPUS` (they run [`worker`]); returns how many came online.
+/// Starts CPUs `1..CPUS` (they run [`smp::worker`]); returns how many came online.
 fn start() -> usize {
     let regs = [
         MAIR_EL1.get(),
@@ -151,114 +145,10 @@ fn start() -> usize {
 #[no_mangle]
 extern "C" fn smp_secondary_main(cpu: u64) -> ! {
     ONLINE.fetch_add(1, Ordering::SeqCst);
-    worker(cpu as usize);
+    smp::worker::<Virt>(cpu as usize);
     loop {
         aarch64_cpu::asm::wfe();
     }
-}
-
-const ITERATIONS: u64 = 200;
-
-/// The page every CPU reads, remapped once by the primary.
-fn shared() -> u64 {
-    live::gib(6).as_u64() + live::QUIET_PAGE * 0x1000
-}
-
-/// A page every CPU reads and nobody changes.
-fn stable() -> u64 {
-    shared() + 0x1000
-}
-
-/// CPU `cpu`'s private pages: a 2 MiB region of its own.
-fn private(cpu: usize, i: u64) -> u64 {
-    live::gib(7).as_u64() + cpu as u64 * 0x20_0000 + (i % 8) * 0x1000
-}
-
-/// 0: wait; 1: the shared page maps the old frame; 2: remapped.
-static PHASE: AtomicU64 = AtomicU64::new(0);
-static READY: AtomicUsize = AtomicUsize::new(0);
-static DONE: AtomicUsize = AtomicUsize::new(0);
-static ERRORS: AtomicUsize = AtomicUsize::new(0);
-static STALE: AtomicUsize = AtomicUsize::new(0);
-static FIRST_ERROR: AtomicU64 = AtomicU64::new(0);
-
-fn error(kind: u64, cpu: usize) {
-    ERRORS.fetch_add(1, Ordering::SeqCst);
-    let _ = FIRST_ERROR.compare_exchange(
-        0,
-        kind << 56 | cpu as u64,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-}
-
-fn read(va: u64) -> u64 {
-    // SAFETY: mapped for the whole phase that reads it.
-    unsafe { (va as *const u64).read_volatile() }
-}
-
-/// Maps, writes, reads back and unmaps this CPU's private pages `ITERATIONS / 2` times,
-/// reading the stable page in between.
-fn churn(cpu: usize, from: u64) {
-    for i in from..from + ITERATIONS / 2 {
-        let Some(f) = data_frame() else {
-            error(1, cpu);
-            return;
-        };
-        let va = VirtAddr::new(private(cpu, i));
-        // SAFETY: this CPU's own window page and a pool frame.
-        if unsafe { AArch64::map(va, f, Flags::RW) }.is_err() {
-            error(2, cpu);
-            // SAFETY: never mapped.
-            unsafe { PoolFrames.deallocate_frame(f) };
-            continue;
-        }
-        let pattern = (cpu as u64) << 32 | i;
-        // SAFETY: just mapped, this CPU's own.
-        unsafe { (va.as_u64() as *mut u64).write_volatile(pattern) };
-        if read(va.as_u64()) != pattern || AArch64::vm_to_phy(va) != Some(f) {
-            error(3, cpu);
-        }
-        if read(stable()) != 0x57ab1e {
-            error(4, cpu);
-        }
-        // SAFETY: nothing relies on the page any more.
-        unsafe { AArch64::unmap(va) };
-        // SAFETY: unmapped and flushed (the seed unmap flushes before it returns).
-        unsafe { PoolFrames.deallocate_frame(f) };
-    }
-}
-
-fn worker(cpu: usize) {
-    while PHASE.load(Ordering::SeqCst) == 0 {
-        core::hint::spin_loop();
-    }
-    churn(cpu, 0);
-    // Cache the shared page's translation, then wait for the remap.
-    if read(shared()) != 1 {
-        error(5, cpu);
-    }
-    READY.fetch_add(1, Ordering::SeqCst);
-    while PHASE.load(Ordering::SeqCst) != 2 {
-        core::hint::spin_loop();
-    }
-    if read(shared()) != 2 {
-        STALE.fetch_add(1, Ordering::SeqCst);
-    }
-    churn(cpu, ITERATIONS / 2);
-    DONE.fetch_add(1, Ordering::SeqCst);
-}
-
-fn wait_for(counter: &AtomicUsize, n: usize) -> bool {
-    let mut spins = 0u64;
-    while counter.load(Ordering::SeqCst) < n {
-        core::hint::spin_loop();
-        spins += 1;
-        if spins > 1_000_000_000 {
-            return false;
-        }
-    }
-    true
 }
 
 struct Virt;
@@ -269,66 +159,14 @@ impl live::Machine for Virt {
     const RET: u64 = 0xd65f_03c0;
 }
 
-/// Frames not in use: the pool's free ones, and the ones the seed API's global table holds in
-/// advance (its frame pool, filled before it takes its lock).
-fn unused_frames() -> usize {
-    free_frames() + AArch64::global().pooled()
-}
-
-fn concurrent_map_unmap_and_remap() -> Result<(), Failure> {
-    let before = unused_frames();
-    let (old, new, st) = (live::frame()?, live::frame()?, live::frame()?);
-    // SAFETY: pool frames, identity-mapped.
-    unsafe {
-        (old.as_u64() as *mut u64).write_volatile(1);
-        (new.as_u64() as *mut u64).write_volatile(2);
-        (st.as_u64() as *mut u64).write_volatile(0x57ab1e);
+impl Cpus for Virt {
+    fn start() -> usize {
+        start()
     }
-    live::map::<Virt>(VirtAddr::new(shared()), old, Flags::RO)?;
-    live::map::<Virt>(VirtAddr::new(stable()), st, Flags::RO)?;
-    let online = start();
-    ensure_eq!(online, CPUS - 1, "secondary CPUs online");
-    PHASE.store(1, Ordering::SeqCst);
-    churn(0, 0);
-    ensure!(
-        wait_for(&READY, CPUS - 1),
-        "secondaries read the shared page"
-    );
-    // The remap: unmap (invalidated on every CPU: tlbi vae1is), map the new frame.
-    live::unmap::<Virt>(VirtAddr::new(shared()));
-    live::map::<Virt>(VirtAddr::new(shared()), new, Flags::RO)?;
-    PHASE.store(2, Ordering::SeqCst);
-    churn(0, ITERATIONS / 2);
-    ensure!(wait_for(&DONE, CPUS - 1), "secondaries finished");
-    ensure_eq!(
-        STALE.load(Ordering::SeqCst),
-        0,
-        "CPUs still reading the old frame after the remap's flush"
-    );
-    ensure_eq!(
-        (
-            ERRORS.load(Ordering::SeqCst),
-            FIRST_ERROR.load(Ordering::SeqCst)
-        ),
-        (0, 0),
-        "errors (first: kind << 56 | cpu)"
-    );
-    live::unmap::<Virt>(VirtAddr::new(shared()));
-    live::unmap::<Virt>(VirtAddr::new(stable()));
-    for f in [old, new, st] {
-        // SAFETY: unmapped and flushed.
-        unsafe { PoolFrames.deallocate_frame(f) };
-    }
-    ensure_eq!(
-        unused_frames(),
-        before,
-        "every frame back in the pool (tables reclaimed)"
-    );
-    Ok(())
 }
 
 /// The tests of this module (run last: the secondaries stay parked afterwards).
 pub const TESTS: &[Test] = &[Test {
     name: "smp::concurrent_map_unmap_and_remap",
-    run: concurrent_map_unmap_and_remap,
+    run: smp::concurrent_map_unmap_and_remap::<Virt>,
 }];

@@ -33,10 +33,9 @@ const BAD_VAS: &[(VirtAddr, AddrError)] = &[
 
 static mut FRAMES: PoolFrames = PoolFrames;
 
-#[cfg(not(feature = "no-tlb-flush"))]
-static TLB: awk_paging_x86_64::Invlpg = awk_paging_x86_64::Invlpg;
-#[cfg(feature = "no-tlb-flush")]
-static TLB: awk_paging::NoTlb = awk_paging::NoTlb;
+/// The live table's TLB hook: `invlpg` on this CPU and a shootdown IPI to the others running
+/// (nothing at all in the negative control's build; `qemu_tests::x86_64::smp`).
+use qemu_tests::x86_64::smp::TLB;
 
 /// The x86_64 side of the shared live tests.
 struct Pc;
@@ -251,6 +250,7 @@ extern "C" fn x86_kernel_entry() -> ! {
         qemu_tests::x86_64::spaces::TESTS,
         &mut summary,
     );
+    harness::run(&mut out, "", qemu_tests::x86_64::smp::TESTS, &mut summary);
     harness::print_summary(&mut out, summary);
     exit(if summary.failed == 0 {
         EXIT_SUCCESS

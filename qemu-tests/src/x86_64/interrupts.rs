@@ -59,6 +59,8 @@ ISR_NOERR 28
 ISR_ERR 29
 ISR_ERR 30
 ISR_NOERR 31
+ISR_NOERR 240
+ISR_NOERR 255
 
 isr_common:
     pushq %rax
@@ -105,6 +107,9 @@ isr_table:
     .quad isr_8, isr_9, isr_10, isr_11, isr_12, isr_13, isr_14, isr_15
     .quad isr_16, isr_17, isr_18, isr_19, isr_20, isr_21, isr_22, isr_23
     .quad isr_24, isr_25, isr_26, isr_27, isr_28, isr_29, isr_30, isr_31
+.global isr_interrupts
+isr_interrupts:
+    .quad isr_240, isr_255
 "#,
     options(att_syntax)
 );
@@ -141,7 +146,13 @@ const VECTORS: usize = 32;
 
 extern "C" {
     static isr_table: [u64; VECTORS];
+    /// The stubs of the interrupt vectors in [`INTERRUPTS`], in that order.
+    static isr_interrupts: [u64; 2];
 }
+
+/// The interrupt vectors with a gate besides the exceptions: the shootdown IPI and the local
+/// APIC's spurious vector (see [`super::smp`]).
+const INTERRUPTS: [u64; 2] = [super::smp::SHOOTDOWN_VECTOR, super::smp::SPURIOUS_VECTOR];
 
 /// 256 interrupt-gate descriptors (16 bytes each).
 #[repr(C, align(16))]
@@ -201,28 +212,43 @@ pub fn name(vector: u64) -> &'static str {
     NAMES.get(vector as usize).copied().unwrap_or("?")
 }
 
-/// Loads the GDT/TSS and installs the IDT (vectors 0..=31: CPU exceptions; #DF on its IST
-/// stack). Idempotent.
+/// A present 64-bit interrupt gate (0x8e) to `addr` with code selector 0x08 and IST `ist`.
+fn gate(addr: u64, ist: u64) -> [u64; 2] {
+    let low = (addr & 0xffff)
+        | (0x08 << 16)
+        | (ist << 32)
+        | (0x8e00u64 << 32)
+        | ((addr >> 16) & 0xffff) << 48;
+    [low, addr >> 32]
+}
+
+/// Loads the GDT/TSS and installs the IDT (vectors 0..=31: CPU exceptions, #DF on its IST
+/// stack; the shootdown IPI and the spurious vector). Idempotent.
 pub fn init() {
     super::gdt::init();
     // SAFETY: single CPU, before interrupts or exceptions are expected; the table is static.
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        for (v, gate) in idt.0.iter_mut().enumerate().take(VECTORS) {
-            let addr = isr_table[v];
-            // Offset 15:0, selector 0x08, IST, present 64-bit interrupt gate (0x8e), offset 31:16.
+        for (v, g) in idt.0.iter_mut().enumerate().take(VECTORS) {
             let ist = if v as u64 == DOUBLE_FAULT {
                 super::gdt::DOUBLE_FAULT_IST
             } else {
                 0
             };
-            let low = (addr & 0xffff)
-                | (0x08 << 16)
-                | (ist << 32)
-                | (0x8e00u64 << 32)
-                | ((addr >> 16) & 0xffff) << 48;
-            *gate = [low, addr >> 32];
+            *g = gate(isr_table[v], ist);
         }
+        for (v, addr) in INTERRUPTS.iter().zip(isr_interrupts) {
+            idt.0[*v as usize] = gate(addr, 0);
+        }
+    }
+    load_idt();
+}
+
+/// Loads the IDT [`init`] built into this CPU's IDTR (the other CPUs share it).
+pub fn load_idt() {
+    // SAFETY: the static IDT, complete once `init` ran on the boot CPU.
+    unsafe {
+        let idt = &*core::ptr::addr_of!(IDT);
         let ptr = DescriptorTablePointer {
             limit: (core::mem::size_of::<Idt>() - 1) as u16,
             base: x86_64::VirtAddr::new(idt as *const Idt as u64),
@@ -237,6 +263,11 @@ extern "C" fn x86_exception(frame: &mut Frame) {
         return;
     }
     let recovered = match frame.vector {
+        super::smp::SHOOTDOWN_VECTOR => {
+            super::smp::on_ipi();
+            true
+        }
+        super::smp::SPURIOUS_VECTOR => true,
         PAGE_FAULT => super::probe::recover(frame),
         BREAKPOINT => super::probe::recover_breakpoint(frame),
         DOUBLE_FAULT => super::probe::recover_double_fault(frame),

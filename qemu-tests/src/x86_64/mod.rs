@@ -24,6 +24,7 @@ pub mod gdt;
 pub mod interrupts;
 pub mod probe;
 pub mod selftest;
+pub mod smp;
 pub mod spaces;
 pub mod user;
 
@@ -161,6 +162,20 @@ pub fn for_each_ram_region(mut f: impl FnMut(u64, u64)) -> bool {
         }
     }
     true
+}
+
+/// The physical pages QEMU's PVH boot data occupies: the `hvm_start_info` and the memory map
+/// (`None` for either when it is absent). The SMP trampoline must not overwrite them.
+pub fn boot_info_pages() -> [Option<u64>; 2] {
+    // SAFETY: written once by the boot code before Rust runs.
+    let info = unsafe { core::ptr::addr_of!(pvh_start_info).read_volatile() };
+    if info == 0 || info + size_of::<StartInfo>() as u64 > IDENTITY_MAP_END {
+        return [None, None];
+    }
+    // SAFETY: QEMU's PVH loader put the start info in identity-mapped low memory.
+    let si = unsafe { &*((info + PHYS_OFFSET) as *const StartInfo) };
+    let map = (si.magic == PVH_MAGIC && si.memmap_paddr != 0).then_some(si.memmap_paddr & !0xfff);
+    [Some(info & !0xfff), map]
 }
 
 /// The end of the RAM range that contains [`FRAME_POOL_START`] (256 MiB if there is no PVH
