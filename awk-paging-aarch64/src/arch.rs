@@ -602,6 +602,14 @@ unsafe impl Arch for A64 {
         Some(r)
     }
 
+    /// `raw | AF` unless tracking is off (then an AF = 0 leaf is no mapping, and there is no
+    /// fault to resolve). Also right with hardware AF: setting the bit the walk would set
+    /// loses nothing.
+    #[inline]
+    fn set_accessed(&self, raw: u64, _level: u8) -> Option<u64> {
+        self.tracking.tracks_access().then_some(raw | b::AF)
+    }
+
     #[inline(always)]
     fn leaf_entry(&self, pa: PhyAddr, level: u8, attrs: Attrs) -> u64 {
         let f = attrs.flags;

@@ -206,6 +206,9 @@ unsafe impl Arch for ForeignMair {
     fn keep_hardware_bits(&self, old: u64, new: u64) -> u64 {
         self.regime.keep_hardware_bits(old, new)
     }
+    fn set_accessed(&self, raw: u64, level: u8) -> Option<u64> {
+        self.regime.set_accessed(raw, level)
+    }
     fn hardware_may_write(&self, raw: u64, level: u8) -> bool {
         self.regime.hardware_may_write(raw, level)
     }
