@@ -192,10 +192,26 @@ pub enum Tracking {
     /// record: every page reads as dirty.
     ///
     /// ```
-    /// use awk_paging_aarch64::features::Tracking;
+    /// use awk_paging::emu::EmuMemory;
+    /// use awk_paging::space::{KernelHalf, UserSpace};
+    /// use awk_paging::{Attrs, Flags, NoTlb, PageSize, VirtAddr};
+    /// use awk_paging_aarch64::{features::Tracking, A64};
     /// assert_eq!(Tracking::SoftwareAccess.tcr_bits(), 0);
-    /// assert!(Tracking::SoftwareAccess.tracks_access());
     /// assert!(!Tracking::SoftwareAccess.hardware_updates());
+    ///
+    /// let mem = EmuMemory::new(16);
+    /// let regime = A64::default().with_tracking(Tracking::SoftwareAccess);
+    /// let mut u = UserSpace::new(regime, &mem, &mem, NoTlb, KernelHalf::NONE).unwrap();
+    /// let va = VirtAddr::new(0x40_0000);
+    /// let rw = Attrs { user: true, ..Attrs::from(Flags::RW) };
+    /// unsafe { u.map(va, mem.allocate_data_frame().unwrap(), PageSize::Size4K, rw) }.unwrap().flush();
+    /// // Age the page: AF cleared, the mapping stays.
+    /// let (ad, flush) = u.clear_accessed_dirty(va, PageSize::Size4K, true, false).unwrap();
+    /// flush.flush();
+    /// assert!(ad.accessed && u.translate(va).is_ok());
+    /// // The next access faults (Access flag fault); the handler sets AF and retries.
+    /// assert_eq!(u.set_accessed(va), Ok(true));
+    /// assert_eq!(u.set_accessed(va), Ok(false));
     /// ```
     SoftwareAccess,
     /// Hardware Access flag (TCR_EL1.HA = 1): the walk of a leaf with AF = 0 sets AF instead of
