@@ -684,6 +684,15 @@ fn concurrent_hardware_updates_are_never_lost() {
                 std::hint::spin_loop();
             }
         });
+        // Stops the hardware thread however this side ends (a failed assertion must not
+        // leave the scope waiting for it forever).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, SeqCst);
+            }
+        }
+        let _stop = Stop(&stop);
         while !started.load(SeqCst) {
             std::hint::spin_loop();
         }
@@ -698,7 +707,6 @@ fn concurrent_hardware_updates_are_never_lost() {
                 seen_dirty += u64::from(got.dirty);
             }
         }
-        stop.store(true, SeqCst);
     });
     // The last state still held (not yet harvested).
     let (got, flush) = u
