@@ -672,7 +672,7 @@ fn concurrent_hardware_updates_are_never_lost() {
                 if old & AF == 0 {
                     made_accessed.fetch_add(1, SeqCst);
                 }
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     // A write: a writable-clean leaf becomes writable-dirty.
                     let r = d.fetch_update(SeqCst, SeqCst, |v| {
                         (v & (DBM | AP_RO | 1) == DBM | AP_RO | 1).then_some(v & !AP_RO)
