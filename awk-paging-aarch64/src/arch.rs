@@ -19,12 +19,44 @@
 //!   between CPUs; for Device and Normal non-cacheable memory the architecture ignores the SH
 //!   field and treats every access as Outer Shareable (Arm ARM, "Memory types and attributes"),
 //!   so the one value is harmless there and keeps break-before-make comparisons simple.
-//! - AF = 1 always: no Access-flag faults (the kernel does not track accesses).
-//! - AP\[2\] = 1 when not writable; AP\[1\] = 1 for user (EL0-accessible) pages.
+//! - AF = 1 in every new leaf. What a leaf with AF = 0 means depends on the regime's
+//!   [`Tracking`] mode (below).
+//! - AP\[2\] = 1 when not writable; AP\[1\] = 1 for user (EL0-accessible) pages. In the
+//!   [`Tracking::HardwareAccessDirty`] mode, writable leaves also carry DBM (below).
 //! - Kernel pages (`user == false`) always have UXN = 1; executable kernel pages have PXN = 0.
 //!   User pages always have PXN = 1 (EL1 never runs EL0 code); executable user pages have UXN = 0.
 //!   Device memory is never executable (rejected before encoding, and forced XN here too).
 //! - nG = 1 unless the mapping is global.
+//!
+//! # Access flag and dirty state (Arm ARM D8.4, hardware management of the Access flag and dirty state)
+//!
+//! The architecture records accesses in AF (bit 10): a translation through a leaf with AF = 0
+//! raises an Access flag fault, unless TCR_EL1.HA = 1 (FEAT_HAFDBS), when the walk sets AF in
+//! the descriptor instead. With TCR_EL1.HD = 1 as well, a leaf with DBM (bit 51) = 1 and
+//! AP\[2\] = 1 is *writable-clean*: the first write clears AP\[2\] (now *writable-dirty*)
+//! instead of raising a Permission fault. The hardware only ever sets AF and clears AP\[2\]
+//! of DBM leaves, each with an atomic update of the descriptor. [`A64::with_tracking`] picks
+//! what the regime expects ([`Tracking`]):
+//!
+//! | mode | AF = 0 leaf | writable leaf | accessed | dirty | hardware writes |
+//! |---|---|---|---|---|---|
+//! | `Off` (default) | no mapping | AP\[2\] = 0 | AF | always | never |
+//! | `SoftwareAccess` | mapping (aged) | AP\[2\] = 0 | AF | always | never |
+//! | `HardwareAccess` | mapping (aged) | AP\[2\] = 0 | AF | always | AF |
+//! | `HardwareAccessDirty` | mapping (aged) | DBM = 1; user AP\[2\] = 1 (clean), kernel AP\[2\] = 0 | AF | AP\[2\] = 0 or SW_DIRTY | AF, AP\[2\] |
+//!
+//! - Kernel leaves are created writable-dirty (and AF = 1): settled, the hardware has nothing
+//!   left to write in them, so they are updated with plain stores, as x86 kernel leaves are
+//!   created Accessed and Dirty. User leaves are created writable-clean, so the kernel learns
+//!   which pages were written ([`UserSpace::clear_accessed_dirty`](awk_paging::space::UserSpace::clear_accessed_dirty)
+//!   sets AP\[2\] again to clean one).
+//! - A leaf is writable when AP\[2\] = 0, or when DBM = 1 in the dirty-tracking mode (without
+//!   TCR_EL1.HD the hardware ignores DBM: such a leaf is read-only); APTable limits still win.
+//! - A dirty leaf that loses write permission (protect, fork) keeps its dirty state in the
+//!   software bit 56 ([`bits::SW_DIRTY`](crate::descriptor::bits::SW_DIRTY)); clearing the
+//!   dirty record clears it too.
+//! - Clearing AF ages a page; in `SoftwareAccess` mode its next access faults and the kernel
+//!   sets AF again with [`UserSpace::set_accessed`](awk_paging::space::UserSpace::set_accessed).
 //!
 //! # Break-before-make
 //!
@@ -38,6 +70,7 @@ use awk_paging::arch::{Arch, ContiguousHint, Entry, Limits};
 use awk_paging::{AddrError, Attrs, MemoryType, PageSize, PageSizes, PhyAddr, VirtAddr};
 
 use crate::descriptor::{bits as b, OA_MASK};
+use crate::features::Tracking;
 use crate::mair;
 
 /// Virtual address size (TnSZ = 64 − bits).
@@ -111,6 +144,8 @@ pub struct A64 {
     above_pa: u64,
     /// Which AttrIndx each memory type uses (the kernel's MAIR_EL1 layout).
     mair: mair::MairLayout,
+    /// How accesses and writes are recorded (AF, DBM).
+    tracking: Tracking,
 }
 
 /// The output-address bits at or above `bits` (of 32..=48).
@@ -140,6 +175,7 @@ impl A64 {
             pa_bits: 48,
             above_pa: above_pa(48),
             mair: mair::MairLayout::DEFAULT,
+            tracking: Tracking::Off,
         }
     }
 
@@ -195,6 +231,60 @@ impl A64 {
         self.mair
     }
 
+    /// Records accesses (and writes) as `tracking` says: the mode must match the TCR_EL1.HA /
+    /// HD bits the kernel sets ([`Tracking::tcr_bits`]). See the module docs, "Access flag and
+    /// dirty state".
+    ///
+    /// ```
+    /// use awk_paging::{arch::Arch, Attrs, Flags, PhyAddr};
+    /// use awk_paging_aarch64::descriptor::bits;
+    /// use awk_paging_aarch64::{features::Tracking, A64};
+    /// let r = A64::default().with_tracking(Tracking::HardwareAccessDirty);
+    /// let user_rw = Attrs { user: true, ..Attrs::from(Flags::RW) };
+    /// let d = r.leaf_entry(PhyAddr::new(0x4000_0000), 0, user_rw);
+    /// assert_eq!(d & (bits::DBM | bits::AP_RO), bits::DBM | bits::AP_RO); // writable-clean
+    /// assert!(r.leaf_attrs(d, 0).flags.write);
+    /// assert_eq!(r.accessed_dirty(d, 0), (true, false));
+    /// ```
+    #[must_use]
+    pub const fn with_tracking(mut self, tracking: Tracking) -> Self {
+        self.tracking = tracking;
+        self
+    }
+
+    /// How this regime records accesses and writes.
+    ///
+    /// ```
+    /// use awk_paging_aarch64::{features::Tracking, A64};
+    /// assert_eq!(A64::default().tracking(), Tracking::Off);
+    /// let r = A64::default().with_tracking(Tracking::SoftwareAccess);
+    /// assert_eq!(r.tracking(), Tracking::SoftwareAccess);
+    /// ```
+    #[must_use]
+    pub const fn tracking(&self) -> Tracking {
+        self.tracking
+    }
+
+    /// Whether DBM makes a leaf writable (the dirty-tracking mode: TCR_EL1.HD is set).
+    #[inline(always)]
+    const fn dbm_writes(&self) -> bool {
+        matches!(self.tracking, Tracking::HardwareAccessDirty)
+    }
+
+    /// Whether the leaf `raw` grants write permission on its own: AP\[2\] = 0, or DBM = 1 with
+    /// dirty tracking (writable-clean).
+    #[inline(always)]
+    pub(crate) const fn leaf_writable(&self, raw: u64) -> bool {
+        raw & b::AP_RO == 0 || (self.dbm_writes() && raw & b::DBM != 0)
+    }
+
+    /// Whether the leaf `raw` records a write (dirty-tracking mode): writable-dirty (AP\[2\] =
+    /// 0) or marked by software after losing write permission.
+    #[inline(always)]
+    const fn recorded_dirty(raw: u64) -> bool {
+        raw & b::AP_RO == 0 || raw & b::SW_DIRTY != 0
+    }
+
     /// The VA size.
     ///
     /// ```
@@ -219,9 +309,15 @@ impl A64 {
 
     /// Fields that, when they change on a valid leaf, need break-before-make: output address,
     /// memory attributes, shareability, nG (Arm ARM D8.16.1) and the Contiguous bit (D8.6.1:
-    /// a run's TLB entry must never coexist with entries for its parts).
+    /// a run's TLB entry must never coexist with entries for its parts). AF, DBM, AP and the
+    /// software bits are not among them: the hardware itself changes AF and AP\[2\] of live
+    /// leaves (D8.4), and permission changes may be written in place.
     const BBM_FIELDS: u64 = OA_MASK | b::ATTR_INDX_MASK | b::SH_MASK | b::NG | b::CONTIGUOUS;
 }
+
+const _: () = assert!(
+    A64::BBM_FIELDS & (b::AF | b::DBM | b::AP_RO | b::AP_EL0 | b::SW_DIRTY | (1 << 55)) == 0
+);
 
 /// Why an address whose bits above the VA size read `top` (as a signed number) is not one of
 /// this half's: the other half's (all 0 or all 1), or neither.
@@ -236,9 +332,14 @@ fn va_error(top: i64) -> AddrError {
 }
 
 // SAFETY: `decode` only returns output addresses below 2^pa_bits (wider ones decode as invalid,
-// as the hardware raises an Address size fault for them) and decodes leaves with AF = 0 as
-// invalid (Access flag fault: hardware AF updates are off in this regime); encodings follow the
-// Arm ARM descriptor formats (D8.3).
+// as the hardware raises an Address size fault for them). A leaf with AF = 0 decodes as invalid
+// with `Tracking::Off` (an Access flag fault nobody resolves: no mapping); in the tracking modes
+// it is a mapping of its frame (the hardware sets AF on the walk, or the access faults until
+// the kernel sets AF): reporting it mapped keeps unmap/protect invalidating it, the
+// conservative side. DBM counts as write permission only in `HardwareAccessDirty`, the mode
+// whose TCR_EL1.HD makes the hardware honour it (without HD such a leaf is read-only, and
+// reporting it read-only is exact). Encodings follow the Arm ARM descriptor formats (D8.3) and
+// D8.4 for AF and DBM.
 unsafe impl Arch for A64 {
     #[inline(always)]
     fn levels(&self) -> u8 {
@@ -292,9 +393,10 @@ unsafe impl Arch for A64 {
         let oa = raw & OA_MASK;
         // bits[1:0]: 0b11 table (levels 3..1 here) or page (level 0 here); 0b01 block at
         // Arm levels 1 and 2 (our 2 and 1), reserved (invalid) elsewhere.
-        // A leaf with AF = 0 raises an Access flag fault (hardware AF updates are off), so the
-        // MMU never uses it: it is no mapping.
-        let af = raw & b::AF != 0;
+        // A leaf with AF = 0: with tracking off it raises an Access flag fault nobody resolves,
+        // so the MMU never uses it: it is no mapping. With tracking on it is an aged page (the
+        // hardware sets AF, or the fault handler does): a mapping.
+        let af = raw & b::AF != 0 || !matches!(self.tracking, Tracking::Off);
         match (raw & 0b11, level) {
             (0b11, 0) if af => Entry::Leaf(PhyAddr::new(oa)),
             (0b11, 0) => Entry::Invalid,
@@ -361,7 +463,19 @@ unsafe impl Arch for A64 {
         let mut add = 0;
         let mut clear = 0;
         if limits.no_write {
-            add |= if table { b::AP_TABLE_RO } else { b::AP_RO };
+            if table {
+                add |= b::AP_TABLE_RO;
+            } else {
+                add |= b::AP_RO;
+                if self.dbm_writes() {
+                    // DBM would make the leaf writable again: drop it, keeping a recorded
+                    // write in the software dirty bit.
+                    clear |= b::DBM;
+                    if Self::recorded_dirty(raw) {
+                        add |= b::SW_DIRTY;
+                    }
+                }
+            }
         }
         if limits.no_user {
             if table {
@@ -411,10 +525,89 @@ unsafe impl Arch for A64 {
         1 << 55
     }
 
+    /// The hardware writes AF (TCR_EL1.HA) and, with HD, AP\[2\] of DBM leaves.
+    #[inline(always)]
+    fn hardware_updates_entries(&self) -> bool {
+        self.tracking.hardware_updates()
+    }
+
+    /// A valid leaf the hardware may still update: AF = 0 (the walk sets it), or, with dirty
+    /// tracking, writable-clean (DBM = 1, AP\[2\] = 1: the first write clears AP\[2\]). A
+    /// leaf with AF = 1 and no clean DBM is settled (the hardware never clears AF nor sets
+    /// AP\[2\]), as are tables and invalid entries (this crate sets no table AF: no
+    /// FEAT_HAFT).
+    #[inline(always)]
+    fn hardware_may_write(&self, raw: u64, level: u8) -> bool {
+        if !self.tracking.hardware_updates() || !matches!(self.decode(raw, level), Entry::Leaf(_)) {
+            return false;
+        }
+        let clean_dbm = raw & (b::DBM | b::AP_RO) == b::DBM | b::AP_RO;
+        raw & b::AF == 0 || (self.dbm_writes() && clean_dbm)
+    }
+
+    /// An aged `old` (AF = 0) stays aged; with dirty tracking, a dirty `old` stays dirty:
+    /// writable-dirty if `new` has DBM, else marked [`SW_DIRTY`](b::SW_DIRTY) (write
+    /// permission removed, the recorded write kept).
+    #[inline]
+    fn keep_hardware_bits(&self, old: u64, new: u64) -> u64 {
+        if !self.tracking.tracks_access() {
+            return new;
+        }
+        let mut n = new;
+        if old & b::AF == 0 {
+            n &= !b::AF;
+        }
+        if self.dbm_writes() && Self::recorded_dirty(old) {
+            if n & b::DBM != 0 {
+                n &= !b::AP_RO;
+            } else {
+                n |= b::SW_DIRTY;
+            }
+        }
+        n
+    }
+
+    /// Accessed: AF. Dirty: with dirty tracking, AP\[2\] = 0 or [`SW_DIRTY`](b::SW_DIRTY);
+    /// otherwise no record (`true`).
     #[inline]
     fn accessed_dirty(&self, raw: u64, _level: u8) -> (bool, bool) {
-        // AF as recorded; no hardware dirty-state management (DBM) in this regime.
-        (raw & b::AF != 0, true)
+        let dirty = !self.dbm_writes() || Self::recorded_dirty(raw);
+        (raw & b::AF != 0, dirty)
+    }
+
+    /// `None` with tracking off; otherwise AF cleared if `accessed`, and with dirty tracking
+    /// (if `dirty`) a DBM leaf made writable-clean again (AP\[2\] = 1) and `SW_DIRTY`
+    /// cleared. A writable leaf without DBM (taken over) cannot be cleaned: it stays dirty.
+    #[inline]
+    fn clear_accessed_dirty(
+        &self,
+        raw: u64,
+        _level: u8,
+        accessed: bool,
+        dirty: bool,
+    ) -> Option<u64> {
+        if !self.tracking.tracks_access() {
+            return None;
+        }
+        let mut r = raw;
+        if accessed {
+            r &= !b::AF;
+        }
+        if dirty && self.dbm_writes() {
+            if r & b::DBM != 0 {
+                r |= b::AP_RO;
+            }
+            r &= !b::SW_DIRTY;
+        }
+        Some(r)
+    }
+
+    /// `raw | AF` unless tracking is off (then an AF = 0 leaf is no mapping, and there is no
+    /// fault to resolve). Also right with hardware AF: setting the bit the walk would set
+    /// loses nothing.
+    #[inline]
+    fn set_accessed(&self, raw: u64, _level: u8) -> Option<u64> {
+        self.tracking.tracks_access().then_some(raw | b::AF)
     }
 
     #[inline(always)]
@@ -432,6 +625,13 @@ unsafe impl Arch for A64 {
         }
         if !f.write {
             d |= b::AP_RO;
+        } else if self.dbm_writes() {
+            // Writable through DBM: user leaves clean (the first write is recorded), kernel
+            // leaves dirty (settled: nothing left for the hardware to write).
+            d |= b::DBM;
+            if attrs.user {
+                d |= b::AP_RO;
+            }
         }
         if attrs.user {
             d |= b::AP_EL0;
@@ -458,7 +658,10 @@ unsafe impl Arch for A64 {
             Ok(mt) => mt,
             Err(_) => MemoryType::Device,
         };
-        let (write, user) = (raw & b::AP_RO == 0, raw & b::AP_EL0 != 0);
+        // With dirty tracking, DBM grants write permission (writable-clean); without it the
+        // hardware ignores DBM.
+        let write = self.leaf_writable(raw);
+        let user = raw & b::AP_EL0 != 0;
         let execute = if user {
             raw & b::UXN == 0
         } else {

@@ -8,13 +8,14 @@
 //! | 4:2 | AttrIndx | index into MAIR_EL1 ([`crate::mair`]) |
 //! | 7:6 | AP | AP\[2\] read-only, AP\[1\] EL0 access |
 //! | 9:8 | SH | shareability (inner shareable = 0b11) |
-//! | 10 | AF | access flag (always set: no access-flag faults) |
+//! | 10 | AF | access flag (set in every new leaf; cleared by software to age a page when access tracking is on, see [`Tracking`](crate::features::Tracking)) |
 //! | 11 | nG | not global (ASID-tagged) |
 //! | 47:12 | OA | output address |
+//! | 51 | DBM | dirty bit modifier: with TCR_EL1.HD, a write to a leaf with AP\[2\] = 1 clears AP\[2\] instead of faulting (writable leaves in the dirty-tracking mode) |
 //! | 52 | Contiguous | hint for aligned runs of 16 entries |
 //! | 53 | PXN | privileged execute-never |
 //! | 54 | UXN | unprivileged execute-never |
-//! | 58:55 | SW | ignored by hardware, for software |
+//! | 58:55 | SW | ignored by hardware, for software: bit 55 marks copy-on-write pages, bit 56 ([`bits::SW_DIRTY`]) keeps the dirty state of a leaf made read-only |
 //! | 63:59 | NSTable, APTable, UXNTable, PXNTable | table descriptors only; 0 in tables this crate builds, honoured (and pushed down before lifting) in tables it takes over |
 
 use tock_registers::register_bitfields;
@@ -65,6 +66,9 @@ mod fields {
             NG OFFSET(11) NUMBITS(1) [],
             /// Output address bits 47:12.
             OUTPUT_ADDR OFFSET(12) NUMBITS(36) [],
+            /// Dirty bit modifier (FEAT_HAFDBS with TCR_EL1.HD): the hardware clears AP[2] on
+            /// the first write instead of raising a Permission fault.
+            DBM OFFSET(51) NUMBITS(1) [],
             /// Contiguous hint.
             CONTIGUOUS OFFSET(52) NUMBITS(1) [],
             /// Privileged execute-never.
@@ -123,6 +127,8 @@ pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
 /// assert_eq!(bits::AP_RO, 1 << 7); // AP[2]
 /// assert_eq!(bits::AP_EL0, 1 << 6); // AP[1]
 /// assert_eq!(bits::UXN | bits::PXN, 0b11 << 53);
+/// assert_eq!(bits::DBM, 1 << 51);
+/// assert_eq!(bits::SW_DIRTY, 1 << 56);
 /// ```
 pub mod bits {
     use super::DESCRIPTOR as D;
@@ -161,4 +167,11 @@ pub mod bits {
     pub const AP_TABLE_RO: u64 = 2 << D::AP_TABLE.shift;
     /// Contiguous hint (leaves).
     pub const CONTIGUOUS: u64 = D::CONTIGUOUS::SET.value;
+    /// Dirty bit modifier (leaves): with TCR_EL1.HD the hardware records the first write by
+    /// clearing AP\[2\] (Arm ARM D8.4, hardware management of the dirty state).
+    pub const DBM: u64 = D::DBM::SET.value;
+    /// Software dirty bit (leaves; bit 56, the second software bit — bit 55 marks
+    /// copy-on-write): set when a dirty leaf loses write permission, so the dirty state
+    /// (otherwise recorded as AP\[2\] = 0 of a DBM leaf) is not lost.
+    pub const SW_DIRTY: u64 = 1 << (D::SW.shift + 1);
 }

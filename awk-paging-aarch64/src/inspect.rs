@@ -53,7 +53,9 @@ impl Classify for A64 {
     }
 
     fn access(&self, raw: u64, _level: u8, limits: Limits) -> Access {
-        let write = raw & b::AP_RO == 0 && !limits.no_write;
+        // AP[2] = 0, or DBM = 1 in the dirty-tracking mode (the hardware clears AP[2] on the
+        // first write instead of faulting).
+        let write = self.leaf_writable(raw) && !limits.no_write;
         let user = raw & b::AP_EL0 != 0 && !limits.no_user;
         let user_write = user && write;
         Access {
@@ -203,6 +205,22 @@ unsafe impl Arch for ForeignMair {
     }
     fn keep_hardware_bits(&self, old: u64, new: u64) -> u64 {
         self.regime.keep_hardware_bits(old, new)
+    }
+    fn set_accessed(&self, raw: u64, level: u8) -> Option<u64> {
+        self.regime.set_accessed(raw, level)
+    }
+    fn hardware_may_write(&self, raw: u64, level: u8) -> bool {
+        self.regime.hardware_may_write(raw, level)
+    }
+    fn clear_accessed_dirty(
+        &self,
+        raw: u64,
+        level: u8,
+        accessed: bool,
+        dirty: bool,
+    ) -> Option<u64> {
+        self.regime
+            .clear_accessed_dirty(raw, level, accessed, dirty)
     }
     fn accessed_dirty(&self, raw: u64, level: u8) -> (bool, bool) {
         self.regime.accessed_dirty(raw, level)

@@ -104,3 +104,40 @@ mod ttbr1_39 {
         BAD
     ));
 }
+
+/// 48-bit TTBR0 with hardware Access flag and dirty state (DBM writable leaves, AF = 0 leaves
+/// as mappings).
+mod ttbr0_48_hafdbs {
+    use super::*;
+    use awk_paging_aarch64::features::Tracking;
+    const BAD: &[(VirtAddr, AddrError)] = &[
+        (
+            VirtAddr::new(0x0001_0000_0000_0000),
+            AddrError::NonCanonical,
+        ),
+        (VirtAddr::new(0xffff_8000_0000_0000), AddrError::OutOfRange),
+    ];
+    awk_paging::conformance_tests!(harness(
+        A64::new(VaSize::Bits48, Half::Lower).with_tracking(Tracking::HardwareAccessDirty),
+        0x0000_4000_0000_0000,
+        BAD
+    ));
+}
+
+/// 39-bit TTBR0 with the software Access flag.
+mod ttbr0_39_soft_af {
+    use super::*;
+    use awk_paging_aarch64::features::Tracking;
+    const BAD: &[(VirtAddr, AddrError)] = &[
+        (
+            VirtAddr::new(0x0000_0080_0000_0000),
+            AddrError::NonCanonical,
+        ),
+        (VirtAddr::new(0xffff_ff80_0000_0000), AddrError::OutOfRange),
+    ];
+    awk_paging::conformance_tests!(harness(
+        A64::new(VaSize::Bits39, Half::Lower).with_tracking(Tracking::SoftwareAccess),
+        0x0000_0040_0000_0000,
+        BAD
+    ));
+}

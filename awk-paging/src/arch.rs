@@ -299,6 +299,19 @@ pub unsafe trait Arch: Copy {
         None
     }
 
+    /// `raw` (a leaf at `level`) with its access record set, resolving an access-flag fault
+    /// (AArch64 with a software Access flag: a translation through a leaf with AF = 0 faults
+    /// until software sets AF), or `None` if the format has no such fault: the hardware sets
+    /// the record itself (x86 Accessed) or there is none. Default: `None`.
+    ///
+    /// No TLB invalidation is needed after it: a TLB never caches a translation whose access
+    /// record would fault (AArch64 with TCR_EL1.HA = 0 caches no entry with AF = 0), so there
+    /// is no stale entry to drop, and the next walk reads the new value.
+    #[inline]
+    fn set_accessed(&self, _raw: u64, _level: u8) -> Option<u64> {
+        None
+    }
+
     /// A bit of leaf entries (at every level) that the hardware ignores and leaves to
     /// software, used by [`space`](crate::space) to mark copy-on-write pages (x86: bit 9;
     /// AArch64: bit 55, the first of the software bits 58:55). `0`: the format has none, and

@@ -85,9 +85,10 @@ pub struct Unmapped {
     /// Whether the entry records an access (x86 Accessed; AArch64 AF). Read and cleared in one
     /// atomic swap, so an update by the hardware is never lost.
     pub accessed: bool,
-    /// Whether the page may have been written (x86 Dirty). Formats that do not track it (the
-    /// AArch64 regime here: no hardware dirty-bit management) report `true`, so a kernel writes
-    /// the page back rather than lose data.
+    /// Whether the page may have been written (x86 Dirty; AArch64 with hardware dirty state:
+    /// AP\[2\] cleared by the hardware, or the software dirty bit). Formats and regimes that do
+    /// not track it (AArch64 without dirty tracking) report `true`, so a kernel writes the page
+    /// back rather than lose data.
     pub dirty: bool,
 }
 
