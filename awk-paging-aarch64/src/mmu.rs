@@ -40,6 +40,7 @@
 
 use awk_paging::PhyAddr;
 
+use crate::features::HardwareFlags;
 use crate::maint::{Barrier, Op, Sequence, SysReg, TlbiOp};
 use crate::{mair, VaSize};
 
@@ -238,6 +239,12 @@ pub struct Config {
     pub asid: u16,
     /// The TTBR1 tables, if the upper half is used; otherwise TTBR1 walks are disabled (EPD1).
     pub upper: Option<UpperHalf>,
+    /// The descriptor updates the hardware makes (TCR_EL1.HA / HD,
+    /// [`HardwareFlags::tcr_bits`]): none by default. Set it to what the CPU has
+    /// ([`Mmfr1::hardware_flags`](crate::features::Mmfr1::hardware_flags)) to use the
+    /// hardware Access flag and dirty state; tables edited under it then use the matching
+    /// [`Tracking`](crate::features::Tracking) (`A64::with_tracking`).
+    pub hardware: HardwareFlags,
 }
 
 impl Config {
@@ -255,6 +262,7 @@ impl Config {
             va,
             asid: 0,
             upper: None,
+            hardware: HardwareFlags::NONE,
         }
     }
 
@@ -282,6 +290,28 @@ impl Config {
     #[must_use]
     pub const fn with_upper(mut self, root: PhyAddr, va: VaSize) -> Self {
         self.upper = Some(UpperHalf { root, va });
+        self
+    }
+
+    /// The same, with the hardware making the descriptor updates `hardware` names (TCR_EL1.HA,
+    /// HD). Only what the CPU implements: the bits are RES0 on a CPU without FEAT_HAFDBS.
+    ///
+    /// ```
+    /// use awk_paging::PhyAddr;
+    /// use awk_paging_aarch64::features::{HardwareFlags, Mmfr1, TCR_HA, TCR_HD};
+    /// use awk_paging_aarch64::maint::SysReg;
+    /// use awk_paging_aarch64::mmu::{plan, Config, CpuId};
+    /// use awk_paging_aarch64::VaSize;
+    /// // QEMU `-cpu max`: HAFDBS = 0b0010.
+    /// let hw = Mmfr1::from_id_aa64mmfr1(0x2).hardware_flags();
+    /// let c = Config::new(PhyAddr::new(0x4100_0000), VaSize::Bits48).with_hardware_updates(hw);
+    /// let p = plan(CpuId::from_id_aa64mmfr0(0x1124), &c).unwrap();
+    /// let tcr = p.value(SysReg::TcrEl1).unwrap();
+    /// assert_eq!(tcr & (TCR_HA | TCR_HD), TCR_HA | TCR_HD);
+    /// ```
+    #[must_use]
+    pub const fn with_hardware_updates(mut self, hardware: HardwareFlags) -> Self {
+        self.hardware = hardware;
         self
     }
 }
@@ -503,6 +533,7 @@ pub fn plan(cpu: CpuId, config: &Config) -> Result<Plan, MmuError> {
     if asid16 {
         tcr_value |= TCR_AS;
     }
+    tcr_value |= config.hardware.tcr_bits();
     let ttbr0 = config.root.as_u64() | u64::from(config.asid) << 48;
     let mair = Op::Msr(SysReg::MairEl1, mair::MAIR_EL1);
     let tcr_op = Op::Msr(SysReg::TcrEl1, tcr_value);

@@ -4,6 +4,7 @@
 //! the refusals.
 
 use awk_paging::PhyAddr;
+use awk_paging_aarch64::features::HardwareFlags;
 use awk_paging_aarch64::maint::{Barrier, Op, Scope, SysReg};
 use awk_paging_aarch64::mmu::{plan, Config, CpuId, MmuError};
 use awk_paging_aarch64::VaSize;
@@ -216,6 +217,28 @@ fn tcr_fields_at_their_arm_arm_positions() {
                 assert_eq!(tcr >> 41, 0, "nothing above HD {what}");
             }
         }
+    }
+}
+
+/// TCR_EL1.HA is bit 39, HD bit 40 (Arm ARM, TCR_EL1): set exactly as the configuration's
+/// hardware updates say, HD never without HA, and nothing else in TCR changes with them.
+#[test]
+fn hardware_updates_set_ha_and_hd() {
+    let c = Config::new(PhyAddr::new(ROOT), VaSize::Bits48);
+    let base = plan(cpu(2, 5), &c).unwrap().value(SysReg::TcrEl1).unwrap();
+    let cases = [
+        (false, false, 0),
+        (true, false, 1 << 39),
+        (true, true, 1 << 39 | 1 << 40),
+        (false, true, 0),
+    ];
+    for (access, dirty, bits) in cases {
+        let hw = HardwareFlags { access, dirty };
+        let tcr = plan(cpu(2, 5), &c.with_hardware_updates(hw))
+            .unwrap()
+            .value(SysReg::TcrEl1)
+            .unwrap();
+        assert_eq!(tcr, base | bits, "{hw:?}: {tcr:#x}");
     }
 }
 

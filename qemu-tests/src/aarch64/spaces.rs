@@ -6,9 +6,10 @@
 //! kernel, none of it EL0-accessible) and maps its own pages at [`UCODE`] / [`UDATA`] (root
 //! entry 2). Every test switches back to the kernel's own TTBR0 (ASID 0) before it returns.
 
-use aarch64_cpu::registers::{Readable, TTBR0_EL1};
+use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1};
 use awk_paging::space::{Asids, ContextId, FrameRefs, KernelHalf, Resolved, SpaceTlb, UserSpace};
 use awk_paging::{Attrs, Flags, OffsetPhysMem, PageSize, PhyAddr, VirtAddr};
+use awk_paging_aarch64::features::{self, Tracking};
 use awk_paging_aarch64::space::Ttbr0Mmu;
 use awk_paging_aarch64::{pan, TlbEl1, A64};
 
@@ -38,7 +39,7 @@ const PROGRAM: [u32; 5] = [
 
 type Space = UserSpace<A64, OffsetPhysMem, PoolFrames, SpaceTlb<'static, TlbEl1>>;
 
-static IDS: [ContextId; 12] = [const { ContextId::new() }; 12];
+static IDS: [ContextId; 13] = [const { ContextId::new() }; 13];
 
 /// Switches back to the kernel's TTBR0 (root and ASID 0) when dropped.
 struct KernelTtbr0(u64);
@@ -72,12 +73,17 @@ fn frame() -> Result<PhyAddr, Failure> {
 
 /// A user space sharing the kernel's root entry 0, with the program page at [`UCODE`].
 fn space(id: &'static ContextId, code: PhyAddr) -> Result<Space, Failure> {
+    space_in(A64::default(), id, code)
+}
+
+/// [`space`] in the regime `regime` (its access tracking, say).
+fn space_in(regime: A64, id: &'static ContextId, code: PhyAddr) -> Result<Space, Failure> {
     let root = PhyAddr::new(TTBR0_EL1.get() & 0x0000_ffff_ffff_f000);
     // SAFETY: the kernel never detaches its identity map's level-2 table.
     let half = unsafe { KernelHalf::from_root(root, 0..1) }
         .ok_or_else(|| Failure::new(format_args!("kernel half")))?;
     let mut s = UserSpace::new(
-        A64::default(),
+        regime,
         mem(),
         PoolFrames,
         SpaceTlb::new(TlbEl1 { asid: None }, id),
@@ -269,6 +275,150 @@ fn pan_blocks_kernel_access_to_user_pages() -> Result<(), Failure> {
     Ok(())
 }
 
+/// Sets TCR_EL1's hardware-update bits (HA, HD) for its lifetime, then clears them again. The
+/// kernel's own tables are unaffected either way: their leaves are created with AF = 1 and
+/// without DBM, so the hardware has nothing to update in them.
+struct HardwareUpdates(u64);
+
+impl HardwareUpdates {
+    fn set(bits: u64) -> Self {
+        const MASK: u64 = features::TCR_HA | features::TCR_HD;
+        let old = TCR_EL1.get();
+        // SAFETY: EL1; only HA/HD change. TCR_EL1 fields may be held in TLB entries, so the
+        // local TLB is invalidated after the write (and again when the guard drops).
+        unsafe { set_tcr((old & !MASK) | (bits & MASK)) };
+        HardwareUpdates(old)
+    }
+}
+
+impl Drop for HardwareUpdates {
+    fn drop(&mut self) {
+        // SAFETY: the value read before.
+        unsafe { set_tcr(self.0) };
+    }
+}
+
+/// # Safety
+///
+/// EL1; `v` differs from TCR_EL1 only in fields the tables in use allow.
+unsafe fn set_tcr(v: u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        core::arch::asm!("msr tcr_el1, {}", "isb", "tlbi vmalle1", "dsb nsh", "isb", in(reg) v, options(nostack));
+    }
+}
+
+/// DFSC of an Access flag fault at level 3 (ESR_EL1.ISS\[5:0\] = 0b0010_11).
+const ACCESS_FLAG_FAULT_L3: u64 = 0b00_1011;
+
+/// The Access flag and dirty state at EL0, with the best tracking the CPU has
+/// (`Tracking::for_cpu`): on `-cpu max` (FEAT_HAFDBS) the hardware sets AF and marks a
+/// writable-clean page dirty on the first write, with no fault; on `cortex-a72` the software
+/// fallback: a cleared AF makes the next access take an Access flag fault, which the fault
+/// handler resolves with `set_accessed`, and the access is retried. Either way
+/// `clear_accessed_dirty` reads the record and clears it, and its flush makes the next access
+/// record again.
+fn access_and_dirty_at_el0() -> Result<(), Failure> {
+    let tracking = Tracking::for_cpu(features::Mmfr1::read().hardware_flags());
+    let hardware_dirty = tracking == Tracking::HardwareAccessDirty;
+    let code = code_frame()?;
+    let data = frame()?;
+    poke(data, 0);
+    let mut a = space_in(A64::default().with_tracking(tracking), &IDS[12], code)?;
+    map_data(&mut a, UDATA, data)?;
+    let mut asids = Asids::<1>::new(256).map_err(|e| Failure::new(format_args!("{e}")))?;
+    let va = VirtAddr::new(UDATA);
+    let mut faults = [0u64; 4];
+    let mut n = 0usize;
+    // Runs EL0 code; an abort goes to `set_accessed` (at most 4 times: a helper that did not
+    // set AF would otherwise fault forever).
+    macro_rules! el0_tracked {
+        ($entry:expr, $a0:expr, $a1:expr) => {{
+            let mut handler = |far: u64, esr: u64| {
+                if n >= faults.len() {
+                    return false;
+                }
+                faults[n] = esr;
+                n += 1;
+                a.set_accessed(VirtAddr::new(far)) == Ok(true)
+            };
+            // SAFETY: the program page is user-executable in the active space.
+            unsafe { run($entry, $a0, $a1, &mut handler) }
+        }};
+    }
+    let clear = |a: &mut Space, accessed: bool, dirty: bool| {
+        a.clear_accessed_dirty(va, PageSize::Size4K, accessed, dirty)
+            .map(|(ad, flush)| {
+                flush.flush();
+                (ad.accessed, ad.dirty)
+            })
+            .map_err(|e| Failure::new(format_args!("clear_accessed_dirty: {e}")))
+    };
+    let r = (|| -> Result<_, Failure> {
+        let _k = kernel_ttbr0();
+        let _hw = HardwareUpdates::set(tracking.tcr_bits());
+        activate(&a, &mut asids, &IDS[12])?;
+        let wrote = el0_tracked!(WRITE_READ, UDATA, 0x77);
+        let first = clear(&mut a, true, true)?;
+        let faults_before_read = n;
+        let read = el0_tracked!(READ, UDATA, 0);
+        let read_faults = n - faults_before_read;
+        let after_read = clear(&mut a, false, false)?;
+        let wrote_again = el0_tracked!(WRITE_READ, UDATA, 0x88);
+        let after_write = clear(&mut a, false, false)?;
+        Ok((
+            wrote,
+            first,
+            read,
+            read_faults,
+            after_read,
+            wrote_again,
+            after_write,
+        ))
+    })();
+    destroy(a);
+    let (wrote, first, read, read_faults, after_read, wrote_again, after_write) = r?;
+    ensure_eq!(
+        (wrote, read, wrote_again),
+        (0x77, 0x77, 0x88),
+        "EL0 accesses"
+    );
+    ensure_eq!(
+        first,
+        (true, true),
+        "accessed and dirty after the first write"
+    );
+    ensure_eq!(peek(data), 0x88, "the frame holds the last write");
+    if tracking == Tracking::SoftwareAccess {
+        ensure_eq!(read_faults, 1, "one Access flag fault after AF was cleared");
+        ensure_eq!(
+            ((faults[0] >> 26) & 0x3f, faults[0] & 0x3f),
+            (0x24, ACCESS_FLAG_FAULT_L3),
+            "data abort from EL0, Access flag fault at level 3 (ESR {:#x})",
+            faults[0]
+        );
+        ensure_eq!(
+            after_read,
+            (true, true),
+            "AF set again by the helper; no dirty record"
+        );
+    } else {
+        ensure_eq!(
+            n,
+            0,
+            "the hardware updates without faults (ESR {:#x})",
+            faults[0]
+        );
+        ensure_eq!(
+            after_read,
+            (true, !hardware_dirty),
+            "the read set AF; a read leaves a cleaned page clean"
+        );
+    }
+    ensure_eq!(after_write, (true, true), "the write is recorded");
+    Ok(())
+}
+
 /// Owner counts for a few frames (no allocator here).
 struct Refs([(u64, usize); 16]);
 
@@ -437,6 +587,10 @@ pub const TESTS: &[Test] = &[
     Test {
         name: "spaces::pan_blocks_kernel_access_to_user_pages",
         run: pan_blocks_kernel_access_to_user_pages,
+    },
+    Test {
+        name: "spaces::access_and_dirty_at_el0",
+        run: access_and_dirty_at_el0,
     },
     Test {
         name: "spaces::asid_rollover_reuses_an_asid",
