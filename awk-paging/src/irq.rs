@@ -193,14 +193,17 @@ impl<T, I: IrqControl> IrqLock<T, I> {
     pub(crate) fn lock(&self) -> Result<IrqGuard<'_, T, I>, Contended> {
         loop {
             match self.try_lock() {
-                Err(Contended::Busy) => {
-                    // Interrupts are in the caller's state here (try_lock restored them).
-                    while self.word.load(Ordering::Relaxed) != FREE {
-                        core::hint::spin_loop();
-                    }
-                }
+                // Interrupts are in the caller's state here (try_lock restored them).
+                Err(Contended::Busy) => self.wait_until_free(),
                 taken_or_reentered => return taken_or_reentered,
             }
+        }
+    }
+
+    /// Waits (interrupts in the caller's state) until the lock word reads free; takes nothing.
+    pub(crate) fn wait_until_free(&self) {
+        while self.word.load(Ordering::Relaxed) != FREE {
+            core::hint::spin_loop();
         }
     }
 

@@ -1,6 +1,7 @@
 //! The SMP test both kernels run (AArch64 `-smp 4` with PSCI `CPU_ON`, x86_64 `-smp 4` with
 //! INIT-SIPI-SIPI): every CPU maps and unmaps disjoint pages of the one kernel address space
-//! through the locked seed API while reading a page they share; the boot CPU remaps another
+//! through the locked seed API and through the instance API under the same lock while reading
+//! a page they share; the boot CPU remaps another
 //! shared page once every CPU holds its translation, and every CPU must then read the new frame
 //! (AArch64: the seed API's broadcast `tlbi vae1is`; x86: the kernel's shootdown `Tlb`, an IPI
 //! to every other CPU and a wait for their acknowledgements); at the end every frame is back in
@@ -11,7 +12,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use awk_paging::{ActiveTable, Flags, FrameAllocator, Mapper, VirtAddr};
+use awk_paging::{ActiveTable, Flags, Flush, FrameAllocator, Mapper, PageSize, PhyAddr, VirtAddr};
 
 use crate::frames::{data_frame, free_frames, PoolFrames};
 use crate::harness::Failure;
@@ -73,20 +74,67 @@ fn read(va: u64) -> u64 {
     unsafe { (va as *const u64).read_volatile() }
 }
 
+/// Maps `f` at `va` through the instance API, under the seed global's lock.
+fn instance_map<M: ActiveTable>(va: VirtAddr, f: PhyAddr) -> bool {
+    // SAFETY: this CPU's own window page and a pool frame.
+    M::with_table(|t| unsafe { t.map(va, f, PageSize::Size4K, Flags::RW) }.map(Flush::flush))
+        .is_ok_and(|r| r.is_ok())
+}
+
+/// Unmaps `va` through the instance API's range engine, under the seed global's lock: the
+/// tables it empties are freed after the flush and after the lock-free readers' grace period.
+fn instance_unmap<M: ActiveTable>(va: VirtAddr) -> bool {
+    M::with_table(|t| {
+        let mut g = t.gather();
+        // SAFETY: nothing relies on the page any more.
+        let r = unsafe { t.unmap_range(va, 0x1000, &mut g, |_| {}) };
+        if g.holds_tables() {
+            M::global().wait_for_readers();
+        }
+        t.finish(g).is_ok() && r.is_ok()
+    })
+    .unwrap_or(false)
+}
+
+/// The data frames one CPU cycles through: its own for the whole test, so a write through a
+/// stale translation (the negative control's build) lands in one of them, never in a frame
+/// the pool handed out again as a page table.
+type Own = [PhyAddr; 8];
+
+/// Takes this CPU's data frames from the pool (`None`: the pool ran dry).
+fn take_own() -> Option<Own> {
+    let mut own = [PhyAddr::ZERO; 8];
+    for f in &mut own {
+        *f = data_frame()?;
+    }
+    Some(own)
+}
+
+/// Returns this CPU's data frames to the pool.
+fn give_back(own: &Own) {
+    for &f in own {
+        // SAFETY: unmapped and flushed by the last churn round that used it.
+        unsafe { PoolFrames.deallocate_frame(f) };
+    }
+}
+
 /// Maps, writes, reads back and unmaps this CPU's private pages `ITERATIONS / 2` times,
-/// reading the stable page in between.
-fn churn<M: Mapper>(cpu: usize, from: u64) {
+/// reading the stable page in between: even rounds through the seed API (`map`/`unmap`), odd
+/// rounds through the instance API under the same lock (`with_table`: `map`, `unmap_range`).
+/// The frame behind a page changes from one visit to the next.
+fn churn<M: Mapper + ActiveTable>(cpu: usize, from: u64, own: &Own) {
     for i in from..from + ITERATIONS / 2 {
-        let Some(f) = data_frame() else {
-            error(1, cpu);
-            return;
-        };
+        let f = own[((i + i / 8) % 8) as usize];
         let va = VirtAddr::new(private(cpu, i));
-        // SAFETY: this CPU's own window page and a pool frame.
-        if unsafe { M::map(va, f, Flags::RW) }.is_err() {
+        let instance = i % 2 == 1;
+        let mapped = if instance {
+            instance_map::<M>(va, f)
+        } else {
+            // SAFETY: this CPU's own window page and its own frame.
+            unsafe { M::map(va, f, Flags::RW) }.is_ok()
+        };
+        if !mapped {
             error(2, cpu);
-            // SAFETY: never mapped.
-            unsafe { PoolFrames.deallocate_frame(f) };
             continue;
         }
         let pattern = (cpu as u64) << 32 | i;
@@ -98,10 +146,14 @@ fn churn<M: Mapper>(cpu: usize, from: u64) {
         if read(stable()) != 0x57ab1e {
             error(4, cpu);
         }
-        // SAFETY: nothing relies on the page any more.
-        unsafe { M::unmap(va) };
-        // SAFETY: unmapped and flushed (the seed unmap flushes before it returns).
-        unsafe { PoolFrames.deallocate_frame(f) };
+        if instance {
+            if !instance_unmap::<M>(va) {
+                error(6, cpu);
+            }
+        } else {
+            // SAFETY: nothing relies on the page any more.
+            unsafe { M::unmap(va) };
+        }
     }
 }
 
@@ -110,7 +162,13 @@ pub fn worker<M: Machine>(cpu: usize) {
     while PHASE.load(Ordering::SeqCst) == 0 {
         core::hint::spin_loop();
     }
-    churn::<M::Mapper>(cpu, 0);
+    let Some(own) = take_own() else {
+        error(1, cpu);
+        DONE.fetch_add(1, Ordering::SeqCst);
+        READY.fetch_add(1, Ordering::SeqCst);
+        return;
+    };
+    churn::<M::Mapper>(cpu, 0, &own);
     // Cache the shared page's translation, then wait for the remap.
     if read(shared()) != 1 {
         error(5, cpu);
@@ -122,7 +180,8 @@ pub fn worker<M: Machine>(cpu: usize) {
     if read(shared()) != 2 {
         STALE.fetch_add(1, Ordering::SeqCst);
     }
-    churn::<M::Mapper>(cpu, ITERATIONS / 2);
+    churn::<M::Mapper>(cpu, ITERATIONS / 2, &own);
+    give_back(&own);
     DONE.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -160,8 +219,9 @@ pub fn concurrent_map_unmap_and_remap<M: Cpus>() -> Result<(), Failure> {
     let online = M::start();
     ensure_eq!(online, CPUS - 1, "other CPUs online");
     M::interruptible(|| -> Result<(), Failure> {
+        let own = take_own().ok_or_else(|| Failure::new(format_args!("frames")))?;
         PHASE.store(1, Ordering::SeqCst);
-        churn::<M::Mapper>(0, 0);
+        churn::<M::Mapper>(0, 0, &own);
         ensure!(
             wait_for(&READY, CPUS - 1),
             "other CPUs read the shared page"
@@ -170,7 +230,8 @@ pub fn concurrent_map_unmap_and_remap<M: Cpus>() -> Result<(), Failure> {
         live::unmap::<M>(VirtAddr::new(shared()));
         live::map::<M>(VirtAddr::new(shared()), new, Flags::RO)?;
         PHASE.store(2, Ordering::SeqCst);
-        churn::<M::Mapper>(0, ITERATIONS / 2);
+        churn::<M::Mapper>(0, ITERATIONS / 2, &own);
+        give_back(&own);
         ensure!(wait_for(&DONE, CPUS - 1), "other CPUs finished");
         Ok(())
     })?;

@@ -111,6 +111,11 @@ impl<P, I: IrqControl> GlobalTable<P, I> {
         Ok(f(table))
     }
 
+    /// Waits until the lock reads free (with interrupts as the caller has them); takes nothing.
+    pub(crate) fn wait_until_free(&self) {
+        self.slot.wait_until_free();
+    }
+
     /// Whether this CPU holds the lock (inside a [`with`](Self::with) closure, or a hook or
     /// handler it led to). Does not take the lock. Exact while this CPU holds it; otherwise
     /// `false` (or, if the caller moved to another CPU while asking, possibly a stale `true`).

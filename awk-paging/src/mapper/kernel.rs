@@ -350,28 +350,45 @@ impl<B: ActiveTable> KernelGlobal<B> {
     /// Runs `f` under both locks with the allocator lent to the pool (`with_table`); under the
     /// table lock alone when this CPU already holds the allocator lock (a call from inside the
     /// allocator: the pool then has only its pooled frames).
+    ///
+    /// The allocator lock is taken first (a seed call from inside the allocator takes the table
+    /// lock under it, so the other order could deadlock), and the table lock is only *tried*
+    /// under it: while another CPU holds the table lock, this one lets the allocator lock go and
+    /// waits with interrupts as the caller had them. Spinning with the allocator lock held would
+    /// spin with interrupts masked, and a table-lock holder whose TLB hook waits for this CPU to
+    /// take its shootdown IPI would wait forever.
     pub(super) fn with_lent<R>(
         &self,
         f: impl FnOnce(&mut InstanceOf<B>) -> R,
     ) -> Result<R, AccessError> {
         let mut f = Some(f);
-        let lent = self.frames.with(|frames| {
-            let p: *mut B::Frames = frames;
-            self.lent.store(p, Ordering::Release);
-            // Takes the allocator back when the closure returns or unwinds.
-            let _back = Unlend { global: self, p };
-            self.locked(|t| f.take().map(|f| f(t)))
-        });
-        match lent {
-            Ok(Ok(Some(r))) => Ok(r),
-            Ok(Err(e)) => Err(e),
-            // The closure runs at most once: `None` would mean it was taken already.
-            Ok(Ok(None)) => Err(AccessError::Reentered),
-            Err(AccessError::Reentered) => match f.take() {
-                Some(f) => self.locked(f),
-                None => Err(AccessError::Reentered),
-            },
-            Err(e) => Err(e),
+        loop {
+            let lent = self.frames.with(|frames| {
+                let p: *mut B::Frames = frames;
+                self.table.try_with(|t| {
+                    self.lent.store(p, Ordering::Release);
+                    // Takes the allocator back when the closure returns or unwinds.
+                    let _back = Unlend { global: self, p };
+                    let r = f.take().map(|f| f(t));
+                    self.pooled.store(t.frames().len(), Ordering::Relaxed);
+                    r
+                })
+            });
+            return match lent {
+                Ok(Ok(Some(r))) => Ok(r),
+                // The closure runs at most once: `None` would mean it was taken already.
+                Ok(Ok(None)) | Ok(Err(TryAccessError::Reentered)) => Err(AccessError::Reentered),
+                Ok(Err(TryAccessError::NotInitialized)) => Err(AccessError::NotInitialized),
+                Ok(Err(TryAccessError::Busy)) => {
+                    self.table.wait_until_free();
+                    continue;
+                }
+                Err(AccessError::Reentered) => match f.take() {
+                    Some(f) => self.locked(f),
+                    None => Err(AccessError::Reentered),
+                },
+                Err(e) => Err(e),
+            };
         }
     }
 

@@ -130,6 +130,27 @@ impl Gather {
         self.len == 0 && !self.flush_all && !self.publish && self.ntables == 0
     }
 
+    /// Whether finishing will free tables the operations detached: a kernel whose lock-free
+    /// readers may still walk them waits for those readers first
+    /// ([`KernelGlobal::wait_for_readers`](crate::KernelGlobal::wait_for_readers)).
+    ///
+    /// ```
+    /// # use awk_paging::emu::{EmuArch, EmuMemory};
+    /// # use awk_paging::{Flags, NoTlb, PageSize, PageTable, VirtAddr, PhyAddr};
+    /// # let mem = EmuMemory::new(8);
+    /// # let mut pt = PageTable::new(EmuArch::default(), &mem, &mem, NoTlb).unwrap();
+    /// let va = VirtAddr::new(0x40_0000);
+    /// unsafe { pt.map(va, PhyAddr::new(0x9000), PageSize::Size4K, Flags::RW) }.unwrap().flush();
+    /// let mut g = pt.gather();
+    /// unsafe { pt.unmap_range(va, 0x1000, &mut g, |_| {}) }.unwrap();
+    /// assert!(g.holds_tables()); // the emptied leaf table (and its parents) were detached
+    /// pt.finish(g).unwrap();
+    /// ```
+    #[must_use]
+    pub fn holds_tables(&self) -> bool {
+        self.ntables != 0
+    }
+
     /// Whether finishing will invalidate the whole address space (too many pages pending).
     ///
     /// ```
