@@ -39,6 +39,33 @@ pub fn has_pan() -> bool {
     pan_in_mmfr1(mmfr1)
 }
 
+/// Whether PSTATE.PAN is set on this CPU now (`false` without FEAT_PAN). Bare-metal AArch64
+/// only.
+///
+/// ```no_run
+/// # #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+/// # fn f() {
+/// use awk_paging_aarch64::pan;
+/// // SAFETY: EL1, no user memory touched outside the window afterwards.
+/// let on = unsafe { pan::enable() };
+/// assert_eq!(pan::is_on(), on);
+/// # }
+/// ```
+#[cfg(any(doc, all(target_arch = "aarch64", target_os = "none")))]
+#[must_use]
+pub fn is_on() -> bool {
+    if !has_pan() {
+        return false;
+    }
+    let v: u64;
+    // SAFETY: reading PSTATE.PAN (FEAT_PAN present) has no side effects.
+    unsafe {
+        core::arch::asm!("mrs {v}, s3_0_c4_c2_3", v = out(reg) v,
+            options(nomem, nostack, preserves_flags));
+    }
+    v & PAN_BIT != 0
+}
+
 /// Turns PAN on where the CPU has it: PSTATE.PAN set now, and SCTLR_EL1.SPAN cleared so every
 /// exception taken to EL1 sets it again. Returns whether PAN is on.
 ///

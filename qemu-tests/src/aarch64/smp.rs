@@ -144,6 +144,8 @@ fn start() -> usize {
 
 #[no_mangle]
 extern "C" fn smp_secondary_main(cpu: u64) -> ! {
+    // SAFETY: EL1; this CPU touches no user memory (PAN on where the CPU has it, as on CPU 0).
+    let _ = unsafe { awk_paging_aarch64::pan::enable() };
     ONLINE.fetch_add(1, Ordering::SeqCst);
     smp::worker::<Virt>(cpu as usize);
     loop {

@@ -232,11 +232,12 @@ fn user_kernel_isolation() -> Result<(), Failure> {
     Ok(())
 }
 
-/// With PAN on (FEAT_PAN: `-cpu max`), an EL1 read of a page EL0 may access takes a
-/// permission fault, and the same read succeeds inside the explicit window
-/// (`pan::with_user_access`); PAN is off again afterwards. Without FEAT_PAN (`cortex-a72`)
-/// `enable` reports it off and the window is a plain call (no PAN instruction runs: it would
-/// be UNDEFINED there), and the read succeeds both ways.
+/// The kernel runs with PAN on (FEAT_PAN: `-cpu max`; enabled at boot on every CPU, kept
+/// across the EL0 round trips of the tests before this one): an EL1 read of a page EL0 may
+/// access takes a permission fault, and the same read succeeds inside the explicit window
+/// (`pan::with_user_access`), after which PAN is on again. Without FEAT_PAN (`cortex-a72`) PAN
+/// reads as off and the window is a plain call (no PAN instruction runs: it would be UNDEFINED
+/// there), and the read succeeds both ways.
 fn pan_blocks_kernel_access_to_user_pages() -> Result<(), Failure> {
     let code = code_frame()?;
     let data = frame()?;
@@ -244,20 +245,20 @@ fn pan_blocks_kernel_access_to_user_pages() -> Result<(), Failure> {
     let mut a = space(&IDS[11], code)?;
     map_data(&mut a, UDATA, data)?;
     let mut asids = Asids::<1>::new(256).map_err(|e| Failure::new(format_args!("{e}")))?;
-    let (on, plain, window) = {
+    let (on, plain, window, after) = {
         let _k = kernel_ttbr0();
         activate(&a, &mut asids, &IDS[11])?;
-        // SAFETY: EL1; the only EL0-accessible memory touched below is probed (faults are
-        // caught) or read inside the window; PAN is turned off again before returning.
-        let on = unsafe { pan::enable() };
+        // The kernel turned PAN on at boot (where the CPU has it) and after every EL0 round
+        // trip it is still on.
+        let on = pan::is_on();
         let plain = probe::read(UDATA);
         let window = pan::with_user_access(|| probe::read(UDATA));
-        // SAFETY: EL1.
-        unsafe { pan::disable() };
-        (on, plain, window)
+        let after = pan::is_on();
+        (on, plain, window, after)
     };
     destroy(a);
     ensure_eq!(on, pan::has_pan(), "PAN on exactly where the CPU has it");
+    ensure_eq!(after, on, "PAN back on after the window");
     ensure_eq!(window, Ok(0xda7a), "read inside the window");
     if !on {
         ensure_eq!(plain, Ok(0xda7a), "no PAN: the plain read works");

@@ -67,6 +67,12 @@ static HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// an `svc` (or aborts); the kernel's code, stack and vectors stay mapped in those tables.
 pub unsafe fn run(entry: u64, a0: u64, a1: u64, on_abort: &mut Handler<'_>) -> u64 {
     let mut h: &mut Handler<'_> = on_abort;
+    let pan = if awk_paging_aarch64::pan::is_on() {
+        awk_paging_aarch64::pan::PAN_BIT
+    } else {
+        0
+    };
+    CALLER_PAN.store(pan, Ordering::SeqCst);
     HANDLER.store((&mut h as *mut &mut Handler<'_>).cast(), Ordering::SeqCst);
     // SAFETY: the caller's contract; user_enter preserves the callee-saved registers and
     // comes back through user_return on this stack.
@@ -83,10 +89,14 @@ pub fn last_abort() -> (u64, u64) {
     )
 }
 
-/// Back to EL1 at `user_return` with `x0 = result`.
+/// PSTATE.PAN of the EL1 code that called [`run`] (SPSR bit 22), restored when it returns.
+static CALLER_PAN: AtomicU64 = AtomicU64::new(0);
+
+/// Back to EL1 at `user_return` with `x0 = result`, with PSTATE.PAN as [`run`]'s caller had it
+/// (the kernel runs with PAN on where the CPU has it).
 fn leave(frame: &mut Frame, result: u64) {
     frame.elr = core::ptr::addr_of!(user_return) as u64;
-    frame.spsr = 0x3c5; // EL1h, DAIF masked
+    frame.spsr = 0x3c5 | CALLER_PAN.load(Ordering::SeqCst); // EL1h, DAIF masked, PAN
     frame.x[0] = result;
 }
 

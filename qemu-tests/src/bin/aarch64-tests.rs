@@ -155,10 +155,21 @@ fn mmu_attributes_for_all_flags() -> Result<(), Failure> {
 /// check spelled out again for this machine (Cortex-A72: 16-bit ASIDs).
 fn mmu_registers_as_planned() -> Result<(), Failure> {
     ensure_eq!(MAIR_EL1.get(), expect::MAIR_EL1, "MAIR_EL1");
+    // SPAN (bit 23) is cleared where the kernel runs with PAN (`pan::enable`).
+    let span = if awk_paging_aarch64::pan::has_pan() {
+        awk_paging_aarch64::pan::SCTLR_SPAN
+    } else {
+        0
+    };
     ensure_eq!(
-        SCTLR_EL1.get(),
+        SCTLR_EL1.get() | span,
         expect::SCTLR_EL1,
-        "SCTLR_EL1: the complete known value"
+        "SCTLR_EL1: the complete known value (SPAN cleared where PAN is on)"
+    );
+    ensure_eq!(
+        awk_paging_aarch64::pan::is_on(),
+        awk_paging_aarch64::pan::has_pan(),
+        "PSTATE.PAN on exactly where the CPU has it"
     );
     let root = TTBR0_EL1.get() & 0x0000_ffff_ffff_f000;
     let upper = with_upper_table(|t| t.root())
@@ -503,6 +514,10 @@ extern "C" fn aarch64_kernel_entry(boot_el: u64) -> ! {
         let _ = writeln!(out, "AArch64::init failed");
         exit(EXIT_CRASH);
     }
+    // PAN on for the whole run where the CPU has it (`-cpu max`): the kernel touches
+    // EL0-accessible memory only inside `pan::with_user_access`.
+    // SAFETY: EL1; nothing below reads user memory outside the window.
+    let _ = unsafe { awk_paging_aarch64::pan::enable() };
     let mut summary = Summary::default();
     bare_harness::run(A64::default(), BAD_VAS, &mut out, &mut summary);
     harness::run(&mut out, "", LIVE, &mut summary);

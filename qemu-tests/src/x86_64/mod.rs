@@ -202,10 +202,30 @@ pub fn frame_pool() -> Range<u64> {
     POOL_START.load(Ordering::SeqCst)..POOL_END.load(Ordering::SeqCst)
 }
 
-/// Sets up the GDT/TSS, the IDT and the frame pool (`max(16 MiB, kernel end)`, at most 64 MiB,
-/// clipped to RAM).
+/// CR4.SMEP (bit 20) and CR4.SMAP (bit 21).
+pub const CR4_SMEP_SMAP: u64 = 3 << 20;
+
+/// Sets CR4.SMEP and CR4.SMAP on this CPU where CPUID reports them (QEMU:
+/// `-cpu …,+smep,+smap`): the kernel never executes user pages and touches user memory only
+/// between `stac` and `clac`. Returns the bits set.
+pub fn protect_from_user_pages() -> u64 {
+    let l7 = core::arch::x86_64::__cpuid_count(7, 0);
+    let bits = if l7.ebx & (1 << 7) != 0 { 1 << 20 } else { 0 }
+        | if l7.ebx & (1 << 20) != 0 { 1 << 21 } else { 0 };
+    // SAFETY: ring 0; SMEP/SMAP only add checks on user pages, which the kernel does not
+    // touch outside `stac`/`clac`.
+    unsafe {
+        core::arch::asm!("mov {t}, cr4", "or {t}, {b}", "mov cr4, {t}", t = out(reg) _,
+            b = in(reg) bits, options(nostack, preserves_flags));
+    }
+    bits
+}
+
+/// Sets up the GDT/TSS, the IDT, SMEP/SMAP ([`protect_from_user_pages`]) and the frame pool
+/// (`max(16 MiB, kernel end)`, at most 64 MiB, clipped to RAM).
 pub fn init() {
     interrupts::init();
+    protect_from_user_pages();
     let start = kernel_end().max(FRAME_POOL_START);
     let end = (start + FRAME_POOL_MAX).min(ram_end() & !0xfff).max(start);
     POOL_START.store(start, Ordering::SeqCst);

@@ -277,6 +277,7 @@ fn start() -> usize {
 #[no_mangle]
 extern "C" fn x86_ap_entry() -> ! {
     super::interrupts::load_idt();
+    super::protect_from_user_pages();
     enable_x2apic();
     let cpu = <X86Irq as IrqControl>::cpu_id();
     // From now on this CPU may hold kernel translations: shootdowns include it.

@@ -281,6 +281,11 @@ fn user_kernel_isolation() -> Result<(), Failure> {
     poke(data, 0xda7a);
     let secret = core::ptr::addr_of!(SECRET) as u64;
     let mut asids = asids()?;
+    ensure_eq!(
+        cr4() & (CR4_SMEP | CR4_SMAP),
+        CR4_SMEP | CR4_SMAP,
+        "SMEP and SMAP on since boot"
+    );
     let (r, fault, exec, smap_read, stac_read) = {
         let (k, mmu) = enter(CR4_SMEP | CR4_SMAP)?;
         let mut a = space(&IDS[2], code, mmu)?;
