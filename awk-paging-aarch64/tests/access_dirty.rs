@@ -61,6 +61,12 @@ const PA: u64 = 0x4000_0000;
 /// A user read-write, non-executable 4 KiB page of write-back memory (AttrIndx 0), without
 /// AP[2] / DBM (the part every mode shares).
 const USER_RW_BASE: u64 = PA | PAGE | AF | SH_INNER | AP_EL0 | NG | PXN | UXN;
+/// [`USER_RW_BASE`] writable-clean (DBM, AP[2] = 1).
+const CLEAN: u64 = USER_RW_BASE | AP_RO | DBM;
+/// [`USER_RW_BASE`] writable-dirty (DBM, AP[2] = 0).
+const DIRTY: u64 = USER_RW_BASE | DBM;
+/// [`USER_RW_BASE`] read-only (AP[2] = 1, no DBM).
+const RO: u64 = USER_RW_BASE | AP_RO;
 
 #[test]
 fn encoding_per_mode() {
@@ -104,17 +110,14 @@ fn encoding_per_mode() {
 
 #[test]
 fn writable_by_dbm_only_with_hardware_dirty_state() {
-    let clean = USER_RW_BASE | AP_RO | DBM;
-    let dirty = USER_RW_BASE | DBM;
-    let ro = USER_RW_BASE | AP_RO;
     for mode in MODES {
         let r = regime(mode);
         let hd = mode == Tracking::HardwareAccessDirty;
-        assert_eq!(r.leaf_attrs(clean, 0).flags.write, hd, "{mode:?}");
-        assert!(r.leaf_attrs(dirty, 0).flags.write, "{mode:?}");
-        assert!(!r.leaf_attrs(ro, 0).flags.write, "{mode:?}");
+        assert_eq!(r.leaf_attrs(CLEAN, 0).flags.write, hd, "{mode:?}");
+        assert!(r.leaf_attrs(DIRTY, 0).flags.write, "{mode:?}");
+        assert!(!r.leaf_attrs(RO, 0).flags.write, "{mode:?}");
         assert_eq!(
-            r.effective_attrs(clean, 0, Limits::NONE).flags.write,
+            r.effective_attrs(CLEAN, 0, Limits::NONE).flags.write,
             hd,
             "{mode:?}"
         );
@@ -124,12 +127,12 @@ fn writable_by_dbm_only_with_hardware_dirty_state() {
             ..Limits::NONE
         };
         assert!(
-            !r.effective_attrs(clean, 0, no_write).flags.write,
+            !r.effective_attrs(CLEAN, 0, no_write).flags.write,
             "{mode:?}"
         );
         // Pushing a no-write limit down onto a DBM leaf takes write permission away for good
         // and keeps a recorded write.
-        let limited = r.limit_entry(dirty, 0, no_write);
+        let limited = r.limit_entry(DIRTY, 0, no_write);
         assert!(
             !r.leaf_attrs(limited, 0).flags.write,
             "{mode:?}: {limited:#x}"
@@ -137,7 +140,7 @@ fn writable_by_dbm_only_with_hardware_dirty_state() {
         if hd {
             assert_eq!(limited, USER_RW_BASE | AP_RO | SW_DIRTY, "{limited:#x}");
             assert_eq!(
-                r.limit_entry(clean, 0, no_write),
+                r.limit_entry(CLEAN, 0, no_write),
                 USER_RW_BASE | AP_RO,
                 "clean stays clean"
             );
@@ -201,9 +204,7 @@ fn accessed_dirty_truth_table() {
 
 #[test]
 fn clear_accessed_dirty_truth_table() {
-    let clean = USER_RW_BASE | AP_RO | DBM;
-    let dirty = USER_RW_BASE | DBM;
-    for raw in [clean, dirty, USER_RW_BASE, USER_RW_BASE | AP_RO | SW_DIRTY] {
+    for raw in [CLEAN, DIRTY, USER_RW_BASE, USER_RW_BASE | AP_RO | SW_DIRTY] {
         for (a, d) in [(false, false), (true, false), (false, true), (true, true)] {
             assert_eq!(
                 regime(Tracking::Off).clear_accessed_dirty(raw, 0, a, d),
@@ -215,11 +216,11 @@ fn clear_accessed_dirty_truth_table() {
     let hd = regime(Tracking::HardwareAccessDirty);
     let cases = [
         // (raw, accessed, dirty, HD result)
-        (dirty, true, true, (USER_RW_BASE | DBM | AP_RO) & !AF),
-        (dirty, false, true, USER_RW_BASE | DBM | AP_RO),
-        (dirty, true, false, (USER_RW_BASE | DBM) & !AF),
-        (dirty, false, false, dirty),
-        (clean, true, true, clean & !AF),
+        (DIRTY, true, true, (USER_RW_BASE | DBM | AP_RO) & !AF),
+        (DIRTY, false, true, USER_RW_BASE | DBM | AP_RO),
+        (DIRTY, true, false, (USER_RW_BASE | DBM) & !AF),
+        (DIRTY, false, false, DIRTY),
+        (CLEAN, true, true, CLEAN & !AF),
         (
             USER_RW_BASE | AP_RO | SW_DIRTY,
             false,
@@ -246,7 +247,7 @@ fn clear_accessed_dirty_truth_table() {
     for mode in [Tracking::SoftwareAccess, Tracking::HardwareAccess] {
         let r = regime(mode);
         assert_eq!(
-            r.clear_accessed_dirty(dirty, 0, true, true),
+            r.clear_accessed_dirty(DIRTY, 0, true, true),
             Some((USER_RW_BASE | DBM) & !AF),
             "{mode:?}"
         );
@@ -265,41 +266,38 @@ fn clear_accessed_dirty_truth_table() {
 
 #[test]
 fn keep_hardware_bits_truth_table() {
-    let clean = USER_RW_BASE | AP_RO | DBM;
-    let dirty = USER_RW_BASE | DBM;
-    let ro = USER_RW_BASE | AP_RO;
     let aged = |x: u64| x & !AF;
     // Off: `new` as it is, whatever `old` says.
-    for old in [aged(dirty), dirty, ro | SW_DIRTY] {
-        for new in [clean, ro] {
+    for old in [aged(DIRTY), DIRTY, RO | SW_DIRTY] {
+        for new in [CLEAN, RO] {
             assert_eq!(regime(Tracking::Off).keep_hardware_bits(old, new), new);
         }
     }
     // Access only: AF = 0 carried; no dirty state to carry.
     for mode in [Tracking::SoftwareAccess, Tracking::HardwareAccess] {
         let r = regime(mode);
-        assert_eq!(r.keep_hardware_bits(aged(ro), ro), aged(ro), "{mode:?}");
+        assert_eq!(r.keep_hardware_bits(aged(RO), RO), aged(RO), "{mode:?}");
         assert_eq!(
-            r.keep_hardware_bits(ro, USER_RW_BASE),
+            r.keep_hardware_bits(RO, USER_RW_BASE),
             USER_RW_BASE,
             "{mode:?}"
         );
-        assert_eq!(r.keep_hardware_bits(dirty, ro), ro, "{mode:?}");
+        assert_eq!(r.keep_hardware_bits(DIRTY, RO), RO, "{mode:?}");
     }
     let hd = regime(Tracking::HardwareAccessDirty);
     let cases = [
         // (old, new, kept)
-        (dirty, clean, dirty),      // writable → writable: stays dirty
-        (dirty, ro, ro | SW_DIRTY), // loses write: dirt in SW_DIRTY
-        (clean, ro, ro),            // clean stays clean
-        (clean, clean, clean),
-        (ro | SW_DIRTY, clean, dirty), // regains write: writable-dirty
-        (ro | SW_DIRTY, ro, ro | SW_DIRTY),
-        (ro, clean, clean),
-        (aged(clean), ro, aged(ro)), // aged stays aged
-        (aged(dirty), ro, aged(ro) | SW_DIRTY),
-        (USER_RW_BASE, ro, ro | SW_DIRTY), // writable without DBM counts as dirty
-        (dirty, ro | COW, ro | COW | SW_DIRTY), // fork: COW mark and the dirt
+        (DIRTY, CLEAN, DIRTY),      // writable → writable: stays dirty
+        (DIRTY, RO, RO | SW_DIRTY), // loses write: dirt in SW_DIRTY
+        (CLEAN, RO, RO),            // clean stays clean
+        (CLEAN, CLEAN, CLEAN),
+        (RO | SW_DIRTY, CLEAN, DIRTY), // regains write: writable-dirty
+        (RO | SW_DIRTY, RO, RO | SW_DIRTY),
+        (RO, CLEAN, CLEAN),
+        (aged(CLEAN), RO, aged(RO)), // aged stays aged
+        (aged(DIRTY), RO, aged(RO) | SW_DIRTY),
+        (USER_RW_BASE, RO, RO | SW_DIRTY), // writable without DBM counts as dirty
+        (DIRTY, RO | COW, RO | COW | SW_DIRTY), // fork: COW mark and the dirt
     ];
     for (old, new, want) in cases {
         assert_eq!(
@@ -312,23 +310,20 @@ fn keep_hardware_bits_truth_table() {
 
 #[test]
 fn hardware_may_write_truth_table() {
-    let clean = USER_RW_BASE | AP_RO | DBM;
-    let dirty = USER_RW_BASE | DBM;
-    let ro = USER_RW_BASE | AP_RO;
     let block_clean = PA | BLOCK | AF | SH_INNER | AP_EL0 | AP_RO | DBM;
     // (raw, level, HardwareAccess, HardwareAccessDirty)
     let cases = [
-        (clean, 0, false, true),   // HD clears AP[2] on the first write
-        (dirty, 0, false, false),  // settled
-        (ro, 0, false, false),     // settled
-        (ro & !AF, 0, true, true), // the walk sets AF
-        (dirty & !AF, 0, true, true),
+        (CLEAN, 0, false, true),   // HD clears AP[2] on the first write
+        (DIRTY, 0, false, false),  // settled
+        (RO, 0, false, false),     // settled
+        (RO & !AF, 0, true, true), // the walk sets AF
+        (DIRTY & !AF, 0, true, true),
         (block_clean, 1, false, true),
         (block_clean & !AF, 1, true, true),
         (0x5000 | PAGE, 1, false, false), // a table entry (AF = 0 there means nothing)
         (0, 0, false, false),             // invalid
-        ((clean & !AF) & !1, 0, false, false), // not valid
-        (clean | BLOCK, 3, false, false), // reserved block at Arm level 0
+        ((CLEAN & !AF) & !1, 0, false, false), // not valid
+        (CLEAN | BLOCK, 3, false, false), // reserved block at Arm level 0
     ];
     for (raw, level, ha, hd) in cases {
         for mode in MODES {
@@ -384,7 +379,7 @@ fn set_accessed_and_break_before_make() {
 }
 
 fn ro_aged() -> u64 {
-    (USER_RW_BASE | AP_RO) & !AF
+    RO & !AF
 }
 
 /// The physical address of the leaf entry for `va` at `level` under `root` (48-bit VA).
