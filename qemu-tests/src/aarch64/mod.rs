@@ -185,6 +185,22 @@ pub fn mmu_on(tlb: &'static (dyn Tlb + Sync)) -> Result<KernelTable, &'static st
     Ok(pt)
 }
 
+/// The AArch64 side of the shared live tests (`crate::live`) and of the SMP test
+/// (`crate::smp`): the seed `AArch64` API on the live tables.
+pub struct Virt;
+
+impl crate::live::Machine for Virt {
+    type Mapper = awk_paging_aarch64::AArch64;
+    const SPARE_2M: u64 = 0x4800_0000;
+    const RET: u64 = 0xd65f_03c0;
+    fn sync_icache(addr: u64) {
+        // SAFETY: cache maintenance by VA of mapped memory; barriers.
+        unsafe {
+            core::arch::asm!("dc cvau, {a}", "dsb ish", "ic iallu", "dsb ish", "isb", a = in(reg) addr, options(nostack));
+        }
+    }
+}
+
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = writeln!(Pl011, "\nkernel panic: {info}");

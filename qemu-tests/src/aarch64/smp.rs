@@ -11,10 +11,10 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1};
 use awk_paging::VirtAddr;
-use awk_paging_aarch64::{cache, AArch64};
+use awk_paging_aarch64::cache;
 
+use super::Virt;
 use crate::harness::Test;
-use crate::live;
 use crate::smp::{self, wait_for, Cpus, CPUS};
 
 core::arch::global_asm!(
@@ -151,14 +151,6 @@ extern "C" fn smp_secondary_main(cpu: u64) -> ! {
     loop {
         aarch64_cpu::asm::wfe();
     }
-}
-
-struct Virt;
-
-impl live::Machine for Virt {
-    type Mapper = AArch64;
-    const SPARE_2M: u64 = 0x4800_0000;
-    const RET: u64 = 0xd65f_03c0;
 }
 
 impl Cpus for Virt {

@@ -14,7 +14,7 @@ use aarch64_cpu::registers::{Readable, MAIR_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1, 
 use awk_paging::{ActiveTable, AddrError, Flags, Mapper, PageSize, PhyAddr, Tlb, VirtAddr};
 use awk_paging_aarch64::maint::SysReg;
 use awk_paging_aarch64::{cache, mmu, AArch64, VaSize, A64};
-use qemu_tests::aarch64::{exit, init, mmu_on, selftest, with_upper_table, Pl011};
+use qemu_tests::aarch64::{exit, init, mmu_on, selftest, with_upper_table, Pl011, Virt};
 use qemu_tests::bare_harness;
 use qemu_tests::expect::aarch64 as expect;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_CRASH, EXIT_FAILURE, EXIT_SUCCESS};
@@ -34,21 +34,6 @@ const BAD_VAS: &[(VirtAddr, AddrError)] = &[
 static TLB: awk_paging_aarch64::TlbEl1 = awk_paging_aarch64::TlbEl1 { asid: None };
 #[cfg(feature = "no-tlb-flush")]
 static TLB: awk_paging::NoTlb = awk_paging::NoTlb;
-
-/// The AArch64 side of the shared live tests.
-struct Virt;
-
-impl Machine for Virt {
-    type Mapper = AArch64;
-    const SPARE_2M: u64 = 0x4800_0000;
-    const RET: u64 = 0xd65f_03c0;
-    fn sync_icache(addr: u64) {
-        // SAFETY: cache maintenance by VA of mapped memory; barriers.
-        unsafe {
-            core::arch::asm!("dc cvau, {a}", "dsb ish", "ic iallu", "dsb ish", "isb", a = in(reg) addr, options(nostack));
-        }
-    }
-}
 
 fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
     live::map::<Virt>(v, p, f)

@@ -14,9 +14,9 @@ use qemu_tests::bare_harness;
 use qemu_tests::expect::x86_64 as expect;
 use qemu_tests::frames::PoolFrames;
 use qemu_tests::harness::{self, Failure, Summary, Test, EXIT_FAILURE, EXIT_SUCCESS};
-use qemu_tests::live::{self, frame, va, Machine};
+use qemu_tests::live::{self, frame, va};
 use qemu_tests::probe;
-use qemu_tests::x86_64::{boot_pml4_phys, exit, init, selftest, Com1};
+use qemu_tests::x86_64::{boot_pml4_phys, exit, init, selftest, Com1, Pc};
 use qemu_tests::{ensure, ensure_eq, fail};
 use x86_64::structures::paging::{OffsetPageTable, PageTable};
 
@@ -36,15 +36,6 @@ static mut FRAMES: PoolFrames = PoolFrames;
 /// The live table's TLB hook: `invlpg` on this CPU and a shootdown IPI to the others running
 /// (nothing at all in the negative control's build; `qemu_tests::x86_64::smp`).
 use qemu_tests::x86_64::smp::TLB;
-
-/// The x86_64 side of the shared live tests.
-struct Pc;
-
-impl Machine for Pc {
-    type Mapper = X86;
-    const SPARE_2M: u64 = 0x0800_0000;
-    const RET: u64 = 0xc3;
-}
 
 fn map(v: VirtAddr, p: PhyAddr, f: Flags) -> Result<(), Failure> {
     live::map::<Pc>(v, p, f)

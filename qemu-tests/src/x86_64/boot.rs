@@ -76,13 +76,17 @@ boot_pd:
 pvh_start_info:
     .quad 0
 .balign 16
+.global boot_gdt
 boot_gdt:
     .quad 0
     .quad 0x00af9a000000ffff
     .quad 0x00cf92000000ffff
 boot_gdt_end:
+// The GDTR limit, also for the SMP trampoline's copy of the pointer.
+.global boot_gdt_limit
+.set boot_gdt_limit, boot_gdt_end - boot_gdt - 1
 boot_gdt_ptr:
-    .word boot_gdt_end - boot_gdt - 1
+    .word boot_gdt_limit
     .long boot_gdt
 
 .section .bss.boot, "aw", @nobits

@@ -202,23 +202,22 @@ pub fn frame_pool() -> Range<u64> {
     POOL_START.load(Ordering::SeqCst)..POOL_END.load(Ordering::SeqCst)
 }
 
-/// CR4.SMEP (bit 20) and CR4.SMAP (bit 21).
-pub const CR4_SMEP_SMAP: u64 = 3 << 20;
+/// CR4.SMEP (bit 20): no kernel fetch from user pages.
+pub const CR4_SMEP: u64 = 1 << 20;
+/// CR4.SMAP (bit 21): no kernel access to user pages outside `stac` … `clac`.
+pub const CR4_SMAP: u64 = 1 << 21;
 
 /// Sets CR4.SMEP and CR4.SMAP on this CPU where CPUID reports them (QEMU:
 /// `-cpu …,+smep,+smap`): the kernel never executes user pages and touches user memory only
-/// between `stac` and `clac`. Returns the bits set.
-pub fn protect_from_user_pages() -> u64 {
+/// between `stac` and `clac`.
+pub fn protect_from_user_pages() {
     let l7 = core::arch::x86_64::__cpuid_count(7, 0);
-    let bits = if l7.ebx & (1 << 7) != 0 { 1 << 20 } else { 0 }
-        | if l7.ebx & (1 << 20) != 0 { 1 << 21 } else { 0 };
+    let smep = if l7.ebx & (1 << 7) != 0 { CR4_SMEP } else { 0 };
+    let smap = if l7.ebx & (1 << 20) != 0 { CR4_SMAP } else { 0 };
+    use x86_64::registers::control::Cr4;
     // SAFETY: ring 0; SMEP/SMAP only add checks on user pages, which the kernel does not
     // touch outside `stac`/`clac`.
-    unsafe {
-        core::arch::asm!("mov {t}, cr4", "or {t}, {b}", "mov cr4, {t}", t = out(reg) _,
-            b = in(reg) bits, options(nostack, preserves_flags));
-    }
-    bits
+    unsafe { Cr4::write_raw(Cr4::read_raw() | smep | smap) };
 }
 
 /// Sets up the GDT/TSS, the IDT, SMEP/SMAP ([`protect_from_user_pages`]) and the frame pool
@@ -231,6 +230,16 @@ pub fn init() {
     POOL_START.store(start, Ordering::SeqCst);
     POOL_END.store(end, Ordering::SeqCst);
     crate::frames::init(start, end);
+}
+
+/// The x86_64 side of the shared live tests (`crate::live`) and of the SMP test
+/// (`crate::smp`): the seed `X86` API on the live tables.
+pub struct Pc;
+
+impl crate::live::Machine for Pc {
+    type Mapper = awk_paging_x86_64::X86;
+    const SPARE_2M: u64 = 0x0800_0000;
+    const RET: u64 = 0xc3;
 }
 
 #[panic_handler]

@@ -1,6 +1,6 @@
 //! SMP on the x86_64 test kernel (`-smp 4`, x2APIC): the other CPUs are started with
 //! INIT-SIPI-SIPI through the local APIC, one at a time, at a real-mode trampoline copied below
-//! 1 MiB ([`TRAMPOLINE`]). The trampoline loads a GDT of its own, enables PAE, long mode and NX
+//! 1 MiB ([`TRAMPOLINE`]). The trampoline loads the boot GDT, enables PAE, long mode and NX
 //! and the boot page tables (the boot CPU's CR3), switches from real mode straight to 64-bit
 //! code, takes the stack the boot CPU left for it and calls `x86_ap_entry`: the IDT, the x2APIC,
 //! interrupts on, then [`crate::smp::worker`].
@@ -18,10 +18,11 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use awk_paging::irq::IrqControl;
 use awk_paging::{Ipi, Shootdown, ShootdownTlb};
-use awk_paging_x86_64::{X86Irq, X86};
+use awk_paging_x86_64::X86Irq;
+use x86_64::registers::model_specific::Msr;
 
+use super::Pc;
 use crate::harness::Test;
-use crate::live;
 use crate::smp::{self, Cpus, CPUS};
 
 /// The interrupt vector of the shootdown IPI.
@@ -73,19 +74,13 @@ const ICR_INIT: u64 = 5 << 8;
 const ICR_STARTUP: u64 = 6 << 8;
 
 fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
     // SAFETY: ring 0; every MSR read here exists once x2APIC is present.
-    unsafe {
-        core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack, preserves_flags))
-    };
-    u64::from(hi) << 32 | u64::from(lo)
+    unsafe { Msr::new(msr).read() }
 }
 
 fn wrmsr(msr: u32, v: u64) {
     // SAFETY: ring 0; the local APIC's registers only.
-    unsafe {
-        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags));
-    }
+    unsafe { Msr::new(msr).write(v) }
 }
 
 /// Whether the CPU has an x2APIC (CPUID.01H:ECX bit 21; QEMU `-cpu …,+x2apic`).
@@ -164,14 +159,11 @@ ap_long:
     callq *%rax
 1:  hlt
     jmp 1b
-.balign 16
-ap_gdt:
-    .quad 0
-    .quad 0x00af9a000000ffff
-    .quad 0x00cf92000000ffff
+// The boot GDT (code 0x08, data 0x10), reached from real mode through this copy's pointer.
+.balign 8
 ap_gdt_ptr:
-    .word 23
-    .long {tramp} + ap_gdt - ap_tramp_start
+    .word boot_gdt_limit
+    .long boot_gdt
 .balign 8
 .global ap_tramp_cr3
 ap_tramp_cr3:
@@ -291,14 +283,6 @@ extern "C" fn x86_ap_entry() -> ! {
         // SAFETY: halts until the next interrupt.
         unsafe { core::arch::asm!("hlt", options(nostack, preserves_flags)) };
     }
-}
-
-struct Pc;
-
-impl live::Machine for Pc {
-    type Mapper = X86;
-    const SPARE_2M: u64 = 0x0800_0000;
-    const RET: u64 = 0xc3;
 }
 
 impl Cpus for Pc {

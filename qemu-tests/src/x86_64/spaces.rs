@@ -19,6 +19,7 @@ use awk_paging_x86_64::X86_64;
 
 use super::interrupts::PAGE_FAULT;
 use super::user::{last_fault, run, ABORTED};
+use super::{CR4_SMAP, CR4_SMEP};
 use crate::frames::{free_frames, PoolFrames};
 use crate::harness::{Failure, Test};
 use crate::probe;
@@ -39,8 +40,6 @@ const PROGRAM: [(u64, &[u8]); 2] = [
 ];
 
 const CR4_PCIDE: u64 = 1 << 17;
-const CR4_SMEP: u64 = 1 << 20;
-const CR4_SMAP: u64 = 1 << 21;
 
 /// #PF error code bits.
 const PF_PRESENT: u64 = 1;
