@@ -312,6 +312,28 @@ unsafe fn set_tcr(v: u64) {
 /// DFSC of an Access flag fault at level 3 (ESR_EL1.ISS\[5:0\] = 0b0010_11).
 const ACCESS_FLAG_FAULT_L3: u64 = 0b00_1011;
 
+/// The ESRs of the aborts [`el0_tracked`] handed to `set_accessed`.
+#[derive(Default)]
+struct Faults {
+    esr: [u64; 4],
+    n: usize,
+}
+
+/// Runs EL0 code in `a` (active); an abort goes to `set_accessed` and is retried if that set
+/// AF, at most 4 times in all (a helper that did not set AF would otherwise fault forever).
+fn el0_tracked(a: &mut Space, faults: &mut Faults, entry: u64, a0: u64, a1: u64) -> u64 {
+    let mut handler = |far: u64, esr: u64| {
+        let Some(slot) = faults.esr.get_mut(faults.n) else {
+            return false;
+        };
+        *slot = esr;
+        faults.n += 1;
+        a.set_accessed(VirtAddr::new(far)) == Ok(true)
+    };
+    // SAFETY: the program page is user-executable in the active space.
+    unsafe { run(entry, a0, a1, &mut handler) }
+}
+
 /// The Access flag and dirty state at EL0, with the best tracking the CPU has
 /// (`Tracking::for_cpu`): on `-cpu max` (FEAT_HAFDBS) the hardware sets AF and marks a
 /// writable-clean page dirty on the first write, with no fault; on `cortex-a72` the software
@@ -329,24 +351,7 @@ fn access_and_dirty_at_el0() -> Result<(), Failure> {
     map_data(&mut a, UDATA, data)?;
     let mut asids = Asids::<1>::new(256).map_err(|e| Failure::new(format_args!("{e}")))?;
     let va = VirtAddr::new(UDATA);
-    let mut faults = [0u64; 4];
-    let mut n = 0usize;
-    // Runs EL0 code; an abort goes to `set_accessed` (at most 4 times: a helper that did not
-    // set AF would otherwise fault forever).
-    macro_rules! el0_tracked {
-        ($entry:expr, $a0:expr, $a1:expr) => {{
-            let mut handler = |far: u64, esr: u64| {
-                if n >= faults.len() {
-                    return false;
-                }
-                faults[n] = esr;
-                n += 1;
-                a.set_accessed(VirtAddr::new(far)) == Ok(true)
-            };
-            // SAFETY: the program page is user-executable in the active space.
-            unsafe { run($entry, $a0, $a1, &mut handler) }
-        }};
-    }
+    let mut faults = Faults::default();
     let clear = |a: &mut Space, accessed: bool, dirty: bool| {
         a.clear_accessed_dirty(va, PageSize::Size4K, accessed, dirty)
             .map(|(ad, flush)| {
@@ -359,13 +364,13 @@ fn access_and_dirty_at_el0() -> Result<(), Failure> {
         let _k = kernel_ttbr0();
         let _hw = HardwareUpdates::set(tracking.tcr_bits());
         activate(&a, &mut asids, &IDS[12])?;
-        let wrote = el0_tracked!(WRITE_READ, UDATA, 0x77);
+        let wrote = el0_tracked(&mut a, &mut faults, WRITE_READ, UDATA, 0x77);
         let first = clear(&mut a, true, true)?;
-        let faults_before_read = n;
-        let read = el0_tracked!(READ, UDATA, 0);
-        let read_faults = n - faults_before_read;
+        let faults_before_read = faults.n;
+        let read = el0_tracked(&mut a, &mut faults, READ, UDATA, 0);
+        let read_faults = faults.n - faults_before_read;
         let after_read = clear(&mut a, false, false)?;
-        let wrote_again = el0_tracked!(WRITE_READ, UDATA, 0x88);
+        let wrote_again = el0_tracked(&mut a, &mut faults, WRITE_READ, UDATA, 0x88);
         let after_write = clear(&mut a, false, false)?;
         Ok((
             wrote,
@@ -393,10 +398,10 @@ fn access_and_dirty_at_el0() -> Result<(), Failure> {
     if tracking == Tracking::SoftwareAccess {
         ensure_eq!(read_faults, 1, "one Access flag fault after AF was cleared");
         ensure_eq!(
-            ((faults[0] >> 26) & 0x3f, faults[0] & 0x3f),
+            ((faults.esr[0] >> 26) & 0x3f, faults.esr[0] & 0x3f),
             (0x24, ACCESS_FLAG_FAULT_L3),
             "data abort from EL0, Access flag fault at level 3 (ESR {:#x})",
-            faults[0]
+            faults.esr[0]
         );
         ensure_eq!(
             after_read,
@@ -405,10 +410,10 @@ fn access_and_dirty_at_el0() -> Result<(), Failure> {
         );
     } else {
         ensure_eq!(
-            n,
+            faults.n,
             0,
             "the hardware updates without faults (ESR {:#x})",
-            faults[0]
+            faults.esr[0]
         );
         ensure_eq!(
             after_read,
