@@ -374,21 +374,23 @@ impl<B: ActiveTable> KernelGlobal<B> {
                     r
                 })
             });
-            return match lent {
-                Ok(Ok(Some(r))) => Ok(r),
-                // The closure runs at most once: `None` would mean it was taken already.
-                Ok(Ok(None)) | Ok(Err(TryAccessError::Reentered)) => Err(AccessError::Reentered),
-                Ok(Err(TryAccessError::NotInitialized)) => Err(AccessError::NotInitialized),
+            let done = match lent {
+                // Another CPU holds the table lock: wait for it without the allocator lock.
                 Ok(Err(TryAccessError::Busy)) => {
                     self.table.wait_until_free();
                     continue;
                 }
+                Ok(Ok(Some(r))) => Ok(r),
+                // The closure runs at most once: `None` would mean it was taken already.
+                Ok(Ok(None)) | Ok(Err(TryAccessError::Reentered)) => Err(AccessError::Reentered),
+                Ok(Err(TryAccessError::NotInitialized)) => Err(AccessError::NotInitialized),
                 Err(AccessError::Reentered) => match f.take() {
                     Some(f) => self.locked(f),
                     None => Err(AccessError::Reentered),
                 },
                 Err(e) => Err(e),
             };
+            return done;
         }
     }
 
